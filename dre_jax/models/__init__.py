@@ -1,0 +1,8 @@
+"""Classifiers with feature taps; see `registry` for the interface."""
+
+from dre_jax.models import registry
+from dre_jax.models import tiny  # noqa: F401  (registers "tiny_cnn")
+
+get = registry.get
+names = registry.names
+ClassifierSpec = registry.ClassifierSpec
