@@ -2,6 +2,7 @@
 
 from dre_jax.models import registry
 from dre_jax.models import tiny  # noqa: F401  (registers "tiny_cnn")
+from dre_jax.models import efficientnet_lite  # noqa: F401  (registers "efficientnet_lite0")
 
 get = registry.get
 names = registry.names

@@ -27,7 +27,6 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dre_jax import models
 from dre_jax.models import pth
 from dre_jax.models import registry
 
@@ -198,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(
       prog="python -m dre_jax.models.convert", description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--arch", required=True, choices=models.names())
+  parser.add_argument("--arch", required=True, choices=registry.names())
   parser.add_argument("--torch-weights", required=True,
                       help="a torch.save file (.pth/.ckpt) of a state_dict")
   parser.add_argument("--state-dict-key", default=None,
@@ -209,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
                       help="default: read off the checkpoint's classifier")
   args = parser.parse_args(argv)
 
-  spec = models.get(args.arch)
+  spec = registry.get(args.arch)
   state_dict = pth.load_state_dict(args.torch_weights, args.state_dict_key)
   num_classes = args.num_classes or infer_num_classes(spec, state_dict)
   variables = torch_to_flax(spec, state_dict, num_classes)
