@@ -1,0 +1,320 @@
+"""The torch-free checkpoint reader and the PyTorch -> Flax converter.
+
+Checkpoints are written by real `torch.save` (both formats) and compared with
+torch's own tensors; converted models are compared with torch forwards.
+"""
+
+import dataclasses
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import jax
+import ml_dtypes
+import numpy as np
+import pytest
+
+from dre_jax import models
+from dre_jax.models import convert
+from dre_jax.models import pth
+
+torch = pytest.importorskip("torch")
+
+TINY = models.get("tiny_cnn")
+FORMATS = {"zip": True, "legacy": False}
+
+
+def _save(obj, path, fmt):
+  torch.save(obj, path, _use_new_zipfile_serialization=FORMATS[fmt])
+  return path
+
+
+def _numpy(t):
+  if t.dtype == torch.bfloat16:
+    return t.float().numpy().astype(ml_dtypes.bfloat16)
+  return t.numpy()
+
+
+# ---------------------------------------------------------------- the reader
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_reads_dtypes_strides_and_shared_storage(tmp_path, fmt):
+  g = torch.Generator().manual_seed(0)
+  base = torch.randn(6, 5, generator=g)
+  tensors = {
+      "float32": torch.randn(3, 4, 2, generator=g),
+      "float16": torch.randn(7, generator=g).half(),
+      "bfloat16": torch.randn(2, 3, generator=g).bfloat16(),
+      "float64": torch.randn(4, generator=g).double(),
+      "int64": torch.arange(-5, 7),
+      "int32": torch.arange(3, dtype=torch.int32),
+      "uint8": torch.arange(250, 256, dtype=torch.uint8),
+      "bool": torch.tensor([True, False, True]),
+      "scalar": torch.tensor(3.5),
+      "empty": torch.zeros(0, 3),
+      "transposed": base.t(),               # strides (1, 5)
+      "offset_slice": base[2:4, 1:4],        # offset 11, strides (5, 1)
+      "base": base,                          # same storage as the two above
+      "every_other": torch.arange(20.0)[::3],
+      "parameter": torch.nn.Parameter(torch.ones(2, 2)),
+  }
+  loaded = pth.load_checkpoint(_save(tensors, tmp_path / "t.pth", fmt))
+  assert list(loaded) == list(tensors)
+  for key, t in tensors.items():
+    expected = _numpy(t.detach())
+    assert loaded[key].dtype == expected.dtype, key
+    assert loaded[key].shape == expected.shape, key
+    np.testing.assert_array_equal(loaded[key], expected, err_msg=key)
+  assert loaded["transposed"].flags.c_contiguous
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_nested_dicts_and_state_dicts(tmp_path, fmt):
+  net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+  tree = {"state_dict": net.state_dict(), "epoch": 7, "tags": ["a", (1, 2.5)],
+          "aux": {"fc.weight": torch.ones(2, 3)}}
+  path = _save(tree, tmp_path / "nested.ckpt", fmt)
+
+  loaded = pth.load_checkpoint(path)
+  assert loaded["epoch"] == 7 and loaded["tags"] == ["a", (1, 2.5)]
+  sd = pth.load_state_dict(path, key="state_dict")
+  assert list(sd) == list(net.state_dict())
+  for key, t in net.state_dict().items():
+    np.testing.assert_array_equal(sd[key], t.numpy())
+  assert sd["1.num_batches_tracked"].dtype == np.int64
+
+  with pytest.raises(pth.CheckpointFormatError, match="nests dicts under"):
+    pth.load_state_dict(path)
+  with pytest.raises(KeyError, match="top-level entries"):
+    pth.load_state_dict(path, key="model")
+  with pytest.raises(pth.CheckpointFormatError, match="non-tensor entries"):
+    pth.load_state_dict(_save({"w": torch.ones(1), "step": 3},
+                              tmp_path / "mixed.pth", fmt))
+
+
+def test_zip_prefix_is_whatever_the_writer_chose(tmp_path):
+  src = _save({"w": torch.arange(4.0)}, tmp_path / "a.pth", "zip")
+  renamed = tmp_path / "b.pth"
+  with zipfile.ZipFile(src) as zin, zipfile.ZipFile(renamed, "w") as zout:
+    for info in zin.infolist():
+      _, rest = info.filename.split("/", 1)
+      zout.writestr("my_model/" + rest, zin.read(info))
+  np.testing.assert_array_equal(pth.load_checkpoint(renamed)["w"],
+                                np.arange(4.0, dtype=np.float32))
+
+
+class _Exploit:
+  """Pickles as a call of os.system: what a malicious checkpoint does."""
+
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return os.system, (f"touch {self.marker}",)
+
+
+def _not_a_checkpoint(tmp_path, kind):
+  path = tmp_path / kind
+  if kind == "random_bytes":
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+  elif kind == "text":
+    path.write_text("conv1.weight: [[1, 2], [3, 4]]\n")
+  elif kind == "empty":
+    path.write_bytes(b"")
+  elif kind == "plain_pickle":
+    path.write_bytes(pickle.dumps({"w": [1.0, 2.0]}, protocol=2))
+  elif kind in ("truncated_zip", "truncated_legacy"):
+    fmt = kind.split("_")[1]
+    full = _save({"w": torch.randn(1000)}, tmp_path / "full", fmt).read_bytes()
+    path.write_bytes(full[:len(full) // 2])
+  return path
+
+
+@pytest.mark.parametrize("kind,problem", [
+    ("random_bytes", "neither a zip archive"),
+    ("text", "neither a zip archive"),
+    ("empty", "neither a zip archive"),
+    ("plain_pickle", "no torch magic number"),
+    ("truncated_zip", "truncated or corrupt"),
+    ("truncated_legacy", "truncated"),
+    ("missing", "no such file"),
+])
+def test_not_a_checkpoint_is_a_clear_error(tmp_path, kind, problem):
+  path = _not_a_checkpoint(tmp_path, kind)
+  with pytest.raises(pth.CheckpointFormatError, match=problem) as info:
+    pth.load_checkpoint(path)
+  assert str(path) in str(info.value)
+  assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_malicious_pickle_global_is_refused(tmp_path, fmt):
+  marker = tmp_path / "pwned"
+  path = tmp_path / "evil.pth"
+  payload = pickle.dumps({"w": _Exploit(marker)}, protocol=2)
+  if fmt == "zip":
+    with zipfile.ZipFile(path, "w") as zf:
+      zf.writestr("archive/data.pkl", payload)
+  else:
+    path.write_bytes(pickle.dumps(pth._LEGACY_MAGIC, protocol=2)
+                     + pickle.dumps(1001, protocol=2)
+                     + pickle.dumps({"little_endian": True}, protocol=2)
+                     + payload)
+  with pytest.raises(pth.CheckpointFormatError,
+                     match=r"global (posix|os)\.system.*refusing"):
+    pth.load_checkpoint(path)
+  assert not marker.exists()
+
+
+# ------------------------------------------------------------- the converter
+
+
+class TorchTinyCNN(torch.nn.Module):
+  """The PyTorch twin of `dre_jax.models.tiny.TinyCNN`."""
+
+  def __init__(self, num_classes, widths=(16, 32, 64, 128)):
+    super().__init__()
+    c = 3
+    for i, w in enumerate(widths):
+      setattr(self, f"conv{i + 1}", torch.nn.Conv2d(
+          c, w, 3, 4 if i == 0 else 2, 1, bias=False))
+      setattr(self, f"bn{i + 1}", torch.nn.BatchNorm2d(w))
+      c = w
+    self.fc = torch.nn.Linear(c, num_classes)
+
+  def forward(self, x):
+    for i in range(1, 5):
+      x = torch.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(x)))
+    return self.fc(x.mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def tiny_torch():
+  torch.manual_seed(0)
+  net = TorchTinyCNN(num_classes=7).eval()
+  with torch.no_grad():
+    for i in range(1, 5):  # non-trivial BN statistics
+      bn = getattr(net, f"bn{i}")
+      bn.running_mean.normal_()
+      bn.running_var.uniform_(0.5, 2.0)
+      bn.weight.normal_()
+      bn.bias.normal_()
+  return net
+
+
+def _images(n=2, size=64):
+  return np.random.default_rng(1).normal(size=(n, size, size, 3)).astype(
+      np.float32)
+
+
+def _torch_logits(net, x):
+  with torch.no_grad():
+    return net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+
+
+def _flax_logits(spec, variables, num_classes, x):
+  logits, _ = spec.build(num_classes).apply(variables, x, train=False)
+  return np.asarray(logits)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_converted_tiny_cnn_matches_torch(tmp_path, tiny_torch, fmt):
+  path = _save(tiny_torch.state_dict(), tmp_path / "tiny.pth", fmt)
+  variables = convert.torch_to_flax(TINY, pth.load_state_dict(path))
+  assert variables["params"]["fc"]["kernel"].shape == (128, 7)  # inferred
+  assert variables["params"]["conv1"]["kernel"].shape == (3, 3, 3, 16)
+  x = _images()
+  np.testing.assert_allclose(_flax_logits(TINY, variables, 7, x),
+                             _torch_logits(tiny_torch, x), atol=1e-5)
+
+
+def _numpy_state_dict(net):
+  return {k: v.numpy() for k, v in net.state_dict().items()}
+
+
+def test_every_problem_is_listed_in_one_error(tiny_torch):
+  sd = _numpy_state_dict(tiny_torch)
+  del sd["bn2.running_var"]
+  sd["conv3.weight"] = np.zeros((64, 33, 3, 3), np.float32)
+  sd["head.extra.weight"] = np.zeros(3, np.float32)
+  with pytest.raises(ValueError) as info:
+    convert.torch_to_flax(TINY, sd, num_classes=7)
+  message = str(info.value)
+  assert "3 problems" in message
+  assert "missing key bn2.running_var" in message
+  assert ("shape mismatch for conv3.weight: checkpoint has (64, 33, 3, 3), "
+          "model expects (64, 32, 3, 3)") in message
+  assert "unexpected key head.extra.weight" in message
+  assert "num_batches_tracked" not in message
+
+
+def test_wrong_num_classes_and_ignored_prefixes(tiny_torch):
+  sd = _numpy_state_dict(tiny_torch)
+  with pytest.raises(ValueError, match=r"fc.weight: checkpoint has \(7, 128\)"
+                     r", model expects \(5, 128\)"):
+    convert.torch_to_flax(TINY, sd, num_classes=5)
+  sd["aux1.fc.weight"] = np.zeros((2, 2), np.float32)
+  with pytest.raises(ValueError, match="unexpected key aux1.fc.weight"):
+    convert.torch_to_flax(TINY, sd)
+  spec = dataclasses.replace(TINY, torch_ignore=("aux1.",))
+  convert.torch_to_flax(spec, sd)  # no error
+  del sd["fc.weight"], sd["fc.bias"]
+  with pytest.raises(ValueError, match="cannot infer num_classes"):
+    convert.torch_to_flax(TINY, sd)
+
+
+def test_save_load_roundtrip_and_errors(tmp_path, tiny_torch):
+  variables = convert.torch_to_flax(TINY, _numpy_state_dict(tiny_torch))
+  out = convert.save_classifier(tmp_path / "tiny", "tiny_cnn", 7, variables)
+  assert json.loads((tmp_path / "tiny" / "classifier.json").read_text()) == {
+      "arch": "tiny_cnn", "num_classes": 7}
+
+  spec, module, restored = convert.load_classifier(out)
+  assert spec is TINY and module.num_classes == 7
+  jax.tree.map(np.testing.assert_array_equal, restored, variables)
+  x = _images(1)
+  np.testing.assert_allclose(np.asarray(module.apply(restored, x)[0]),
+                             _torch_logits(tiny_torch, x), atol=1e-5)
+
+  with pytest.raises(FileExistsError, match="already holds"):
+    convert.save_classifier(out, "tiny_cnn", 7, variables)
+  with pytest.raises(KeyError, match="unknown classifier"):
+    convert.save_classifier(tmp_path / "x", "no_such_net", 7, variables)
+  with pytest.raises(FileNotFoundError, match="not a converted classifier"):
+    convert.load_classifier(tmp_path / "nowhere")
+  broken = tmp_path / "broken"
+  shutil.copytree(out, broken)
+  (broken / "classifier.json").write_text("{arch")
+  with pytest.raises(ValueError, match="classifier.json is broken"):
+    convert.load_classifier(broken)
+  (broken / "classifier.json").write_text(
+      json.dumps({"arch": "tiny_cnn", "num_classes": 7}))
+  shutil.rmtree(broken / "variables")
+  with pytest.raises(ValueError, match="cannot restore the variables"):
+    convert.load_classifier(broken)
+
+
+def test_cli_end_to_end(tmp_path, tiny_torch):
+  weights = _save(tiny_torch.state_dict(), tmp_path / "tiny.pth", "legacy")
+  out = tmp_path / "converted"
+  command = [sys.executable, "-m", "dre_jax.models.convert", "--arch",
+             "tiny_cnn", "--torch-weights", str(weights), "--out", str(out)]
+  run = subprocess.run(command, capture_output=True, text=True, check=False)
+  assert run.returncode == 0, run.stderr
+  assert f"wrote {out}: tiny_cnn with 7 classes" in run.stdout
+  _, module, variables = convert.load_classifier(out)
+  x = _images(1)
+  np.testing.assert_allclose(np.asarray(module.apply(variables, x)[0]),
+                             _torch_logits(tiny_torch, x), atol=1e-5)
+
+  bad = subprocess.run(command[:-1] + [str(tmp_path / "bad"),
+                                       "--num-classes", "5"],
+                       capture_output=True, text=True, check=False)
+  assert bad.returncode != 0
+  assert "shape mismatch for fc.weight" in bad.stderr
+  assert not (tmp_path / "bad" / "classifier.json").exists()
