@@ -1,0 +1,173 @@
+"""The differentiated relevance estimator: M = upsample(C(G(E(I), t))) and Eq. 9.
+
+    t = argmax f(I)                     the classifier's own prediction
+    X = G(E(I), t)                      `dre_jax.generator.MaskGenerator`
+    Z = C(X)                            Eq. 5-7, `dre_jax.controller`
+    M = upsample(Z)                     bilinear, half-pixel centres
+    loss = CE(f(psi(I, M)), t)          Eq. 9, psi of Eq. 1
+
+The classifier (encoder E and head f) is frozen: it runs in inference mode and no
+gradient reaches its parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from dre_jax import controller
+from dre_jax import perturbation
+from dre_jax.generator import MaskGenerator, class_embeddings, embedding_loss
+from dre_jax.models import registry
+
+Variables = Any
+
+
+def upsample_masks(z: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
+  """Bilinear upsampling [N, h, w] -> [N, H, W] (PyTorch align_corners=False)."""
+  return jax.image.resize(z, (z.shape[0], *size), "bilinear")
+
+
+@dataclasses.dataclass(frozen=True)
+class DRE:
+  """A frozen classifier with its mask generator and controller.
+
+  Build it with `DRE.create("resnet50", num_classes=1000)`. All methods are pure
+  functions of the variables passed in; jit them (`jax.jit(dre.explain)`).
+  """
+
+  spec: registry.ClassifierSpec
+  classifier: nn.Module
+  generator: MaskGenerator
+  eta: float = controller.ETA
+  h: float = controller.H
+
+  @classmethod
+  def create(cls, spec: str | registry.ClassifierSpec, num_classes: int = 1000, *,
+             upsample: str = "subpixel", widths=None, eta: float = controller.ETA,
+             h: float = controller.H, axis_name: str | None = None,
+             dtype=jnp.float32) -> "DRE":
+    spec = registry.get(spec) if isinstance(spec, str) else spec
+    return cls(
+        spec=spec,
+        classifier=spec.build(num_classes=num_classes, dtype=dtype),
+        generator=MaskGenerator(
+            num_classes=num_classes,
+            widths=tuple(widths or spec.generator_widths),
+            upsample=upsample, axis_name=axis_name, dtype=dtype),
+        eta=eta, h=h)
+
+  def check_images(self, images: jnp.ndarray) -> None:
+    perturbation._check_images(images)  # pylint: disable=protected-access
+    if images.shape[1] % 32 or images.shape[2] % 32:
+      raise ValueError(
+          f"image sides must be multiples of 32 (the generator merges taps at "
+          f"strides 4-32), got {images.shape[1]}x{images.shape[2]}; resize or crop "
+          "the images")
+
+  def init_classifier(self, key: jax.Array, image_size: int | None = None) -> Variables:
+    """Random classifier variables (use converted weights for real work)."""
+    size = image_size or self.spec.input_size
+    return self.classifier.init(key, jnp.zeros((1, size, size, 3)), train=False)
+
+  def init_generator(self, key: jax.Array, classifier_variables: Variables,
+                     image_size: int | None = None) -> Variables:
+    """Generator variables {"params", "batch_stats"} for taps of this classifier."""
+    size = image_size or self.spec.input_size
+    images = jnp.zeros((1, size, size, 3), jnp.float32)
+    _, taps = jax.eval_shape(self.classify, classifier_variables, images)
+    taps = [jnp.zeros(t.shape, t.dtype) for t in taps]
+    return self.generator.init(key, taps, jnp.zeros((1,), jnp.int32), train=False)
+
+  def classify(self, classifier_variables: Variables, images: jnp.ndarray):
+    """Frozen forward pass: images [N, H, W, 3] in [0, 1] -> (logits [N, K], taps).
+
+    taps: the 4 feature maps at strides (4, 8, 16, 32), without gradient.
+    """
+    logits, features = self.classifier.apply(
+        jax.lax.stop_gradient(classifier_variables), self.spec.preprocess(images),
+        train=False)
+    taps = tuple(jax.lax.stop_gradient(features[n]) for n in self.spec.tap_names)
+    return logits, taps
+
+  def masks_from_taps(self, generator_variables: Variables, taps, target,
+                      size: tuple[int, int], train: bool = False):
+    """M = upsample(C(G(taps, t))): [N, H, W] in (0, 1).
+
+    With train=True returns (M, new batch_stats) and BatchNorm uses batch statistics.
+    """
+    if train:
+      x, updates = self.generator.apply(generator_variables, taps, target,
+                                        train=True, mutable=["batch_stats"])
+    else:
+      x = self.generator.apply(generator_variables, taps, target, train=False)
+    z = controller.distribution_controller(x, self.eta, self.h)
+    masks = upsample_masks(z, size)
+    return (masks, updates["batch_stats"]) if train else masks
+
+  def explain(self, classifier_variables: Variables, generator_variables: Variables,
+              images: jnp.ndarray, target: jnp.ndarray | None = None):
+    """One-pass explanation.
+
+    Args:
+      images: [N, H, W, 3] float32 in [0, 1], H and W multiples of 32.
+      target: [N] int classes to explain; default the classifier's argmax t.
+
+    Returns:
+      (masks [N, H, W] float32 in (0, 1), target [N] int32)
+    """
+    self.check_images(images)
+    logits, taps = self.classify(classifier_variables, images)
+    if target is None:
+      target = jnp.argmax(logits, axis=-1)
+    target = target.astype(jnp.int32)
+    return self.masks_from_taps(generator_variables, taps, target,
+                                images.shape[1:3]), target
+
+  def loss(self, generator_params, generator_state, classifier_variables: Variables,
+           images: jnp.ndarray, key: jax.Array,
+           backgrounds: perturbation.BackgroundConfig = perturbation.BackgroundConfig()):
+    """Eq. 9: CE(f(psi(I, M)), t) with t = argmax f(I), M from the generator in train mode.
+
+    Differentiable in `generator_params` only; `generator_state` is its batch_stats.
+
+    Returns:
+      (loss, (new_batch_stats, aux)) with aux = {"accuracy": fraction of perturbed
+      images still classified as t, "mask_mean": mean of M}.
+    """
+    self.check_images(images)
+    logits, taps = self.classify(classifier_variables, images)
+    target = jnp.argmax(logits, axis=-1)
+    masks, new_state = self.masks_from_taps(
+        {"params": generator_params, "batch_stats": generator_state}, taps, target,
+        images.shape[1:3], train=True)
+    perturbed = perturbation.training_perturbation(key, images, masks, backgrounds)
+    logits_p, _ = self.classifier.apply(
+        jax.lax.stop_gradient(classifier_variables),
+        self.spec.preprocess(perturbed), train=False)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits_p, target).mean()
+    aux = {"accuracy": jnp.mean(jnp.argmax(logits_p, -1) == target),
+           "mask_mean": jnp.mean(masks)}
+    return loss, (new_state, aux)
+
+  def embedding_loss(self, generator_params, classifier_variables: Variables,
+                     images: jnp.ndarray, key: jax.Array, fake_prob: float = 0.5):
+    """Stage 1, Eq. 4: the spatial filter's embeddings with true and fake labels.
+
+    Each image gets its predicted class t (true label) or, with probability
+    `fake_prob`, a uniformly drawn other class (fake label).
+    """
+    logits, taps = self.classify(classifier_variables, images)
+    t = jnp.argmax(logits, axis=-1)
+    num_classes = logits.shape[-1]
+    k_fake, k_shift = jax.random.split(key)
+    is_fake = jax.random.bernoulli(k_fake, fake_prob, t.shape)
+    shift = jax.random.randint(k_shift, t.shape, 1, num_classes)
+    labels = jnp.where(is_fake, (t + shift) % num_classes, t)
+    table = class_embeddings(generator_params)
+    return embedding_loss(taps[-1], table[labels], ~is_fake)

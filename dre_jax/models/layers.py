@@ -1,0 +1,112 @@
+"""Layers with PyTorch semantics, shared by the torchvision ports.
+
+All arrays are NHWC. The pooling functions reproduce `torch.nn.MaxPool2d` and
+`torch.nn.AdaptiveAvgPool2d` exactly, including ceil-mode output sizes, so the
+ports match torchvision at any input size, not only at 224.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def check_images(x: jnp.ndarray, model: str) -> None:
+  """Raises a clear error unless x is a batch of NHWC RGB images."""
+  if x.ndim != 4 or x.shape[-1] != 3:
+    raise ValueError(
+        f"{model} expects preprocessed NHWC RGB images [N, H, W, 3], got shape "
+        f"{tuple(x.shape)}; transpose NCHW input with x.transpose(0, 2, 3, 1) "
+        "and add a batch axis to a single image.")
+
+
+def conv(features: int, kernel_size: int, *, stride: int = 1,
+         padding: int = 0, use_bias: bool = False, dtype=jnp.float32,
+         name: str) -> nn.Conv:
+  """`torch.nn.Conv2d(..., kernel_size, stride, padding)`: symmetric padding."""
+  return nn.Conv(features, (kernel_size, kernel_size), strides=stride,
+                 padding=padding, use_bias=use_bias, dtype=dtype, name=name)
+
+
+def batch_norm(*, train: bool, epsilon: float, dtype=jnp.float32,
+               name: str) -> nn.BatchNorm:
+  """`torch.nn.BatchNorm2d(eps=epsilon)` (torch momentum 0.1 = Flax 0.9).
+
+  With train=False it uses the running statistics; with train=True it
+  normalises by the batch statistics and updates `batch_stats` (Flax stores the
+  biased batch variance where torch stores the unbiased one).
+  """
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                      epsilon=epsilon, dtype=dtype, name=name)
+
+
+def _pool_output_size(size: int, window: int, stride: int, padding: int,
+                      ceil_mode: bool) -> int:
+  """PyTorch's `pooling_output_shape` (dilation 1)."""
+  span = size + 2 * padding - window
+  out = (-(-span // stride) if ceil_mode else span // stride) + 1
+  # In ceil mode the last window must start inside the input or left padding.
+  if ceil_mode and (out - 1) * stride >= size + padding:
+    out -= 1
+  return out
+
+
+def max_pool(x: jnp.ndarray, window: int, stride: int, padding: int = 0,
+             ceil_mode: bool = False) -> jnp.ndarray:
+  """`torch.nn.MaxPool2d(window, stride, padding, ceil_mode=ceil_mode)`.
+
+  Args:
+    x: [N, H, W, C].
+    window, stride, padding: square kernel side, stride and symmetric padding;
+      padded positions count as -inf, as in PyTorch.
+    ceil_mode: round the output size up; the windows that this adds are padded
+      with -inf on the bottom/right.
+
+  Returns:
+    [N, H', W', C] with PyTorch's output size.
+  """
+  if 2 * padding > window:
+    raise ValueError(f"max_pool padding {padding} must be at most half the "
+                     f"window {window} (PyTorch's rule); lower the padding.")
+  pads = []
+  for size in x.shape[1:3]:
+    out = _pool_output_size(size, window, stride, padding, ceil_mode)
+    if out < 1:
+      raise ValueError(
+          f"max_pool window {window} (padding {padding}) does not fit an input "
+          f"of side {size}; use a larger input image.")
+    pads.append((padding, max(0, (out - 1) * stride + window - size - padding)))
+  return nn.max_pool(x, (window, window), strides=(stride, stride),
+                     padding=pads)
+
+
+def _adaptive_pool_matrix(size: int, out: int) -> np.ndarray:
+  """[out, size] averaging weights of PyTorch's adaptive pooling bins.
+
+  Bin i covers [floor(i * size / out), ceil((i + 1) * size / out)).
+  """
+  weights = np.zeros((out, size), np.float32)
+  for i in range(out):
+    start = (i * size) // out
+    end = -(-(i + 1) * size // out)
+    weights[i, start:end] = 1.0 / (end - start)
+  return weights
+
+
+def adaptive_avg_pool(x: jnp.ndarray, output_size: tuple[int, int]
+                      ) -> jnp.ndarray:
+  """`torch.nn.AdaptiveAvgPool2d(output_size)`: x [N, H, W, C] -> [N, h, w, C].
+
+  A bin's mean is separable, so it is two small matrix products; when the
+  input already has the output size every bin is one pixel and x is returned.
+  """
+  if tuple(x.shape[1:3]) == tuple(output_size):
+    return x
+  rows = jnp.asarray(_adaptive_pool_matrix(x.shape[1], output_size[0]),
+                     x.dtype)
+  cols = jnp.asarray(_adaptive_pool_matrix(x.shape[2], output_size[1]),
+                     x.dtype)
+  return jnp.einsum("ih,jw,nhwc->nijc", rows, cols, x,
+                    precision=jax.lax.Precision.HIGHEST)
