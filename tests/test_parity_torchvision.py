@@ -192,10 +192,12 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
   assert err <= 0.05 * np.abs(ref_logits).max(), err
 
 
+# 60 cases; in 10 ceil mode adds an output row, in 8 (e.g. side 4, window 2,
+# stride 3, padding 1) the window that starts in the right padding is dropped.
 _POOL_CASES = [
     (size, window, stride, padding, ceil_mode)
     for size, window, stride, ceil_mode in itertools.product(
-        range(1, 10), (1, 2, 3, 4), (1, 2, 3), (False, True))
+        (2, 4, 5, 7), (2, 3), (2, 3), (False, True))
     for padding in range(window // 2 + 1)
     if size + 2 * padding >= window
 ]
