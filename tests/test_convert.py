@@ -18,8 +18,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from dre_jax import generator as gen
 from dre_jax import models
 from dre_jax.models import convert
+from dre_jax.models import dre_checkpoint
 from dre_jax.models import pth
 
 torch = pytest.importorskip("torch")
@@ -318,3 +320,131 @@ def test_cli_end_to_end(tmp_path, tiny_torch):
   assert bad.returncode != 0
   assert "shape mismatch for fc.weight" in bad.stderr
   assert not (tmp_path / "bad" / "classifier.json").exists()
+
+
+# ------------------------------------------ the authors' released generator
+
+
+class _ReleasedBottleneck(torch.nn.Module):
+  """The released `follow_up`: 1x1 -> 3x3 -> 1x1 with a biased 1x1 shortcut."""
+
+  def __init__(self, cin, cout):
+    super().__init__()
+    inner = cout // 4
+    self.conv1 = torch.nn.Conv2d(cin, inner, 1, bias=False)
+    self.bn1 = torch.nn.BatchNorm2d(inner)
+    self.conv2 = torch.nn.Conv2d(inner, inner, 3, padding=1, bias=False)
+    self.bn2 = torch.nn.BatchNorm2d(inner)
+    self.conv3 = torch.nn.Conv2d(inner, cout, 1, bias=False)
+    self.bn3 = torch.nn.BatchNorm2d(cout)
+    self.residual_transformer = torch.nn.Conv2d(cin, cout, 1)
+
+  def forward(self, x):
+    y = torch.relu(self.bn1(self.conv1(x)))
+    y = torch.relu(self.bn2(self.conv2(y)))
+    return torch.relu(self.bn3(self.conv3(y)) + self.residual_transformer(x))
+
+
+class _ReleasedCell(torch.nn.Module):
+  """The released `up<i>`: sub-pixel upsampler, concat, bottleneck."""
+
+  def __init__(self, cin, cout, passthrough):
+    super().__init__()
+    self.upsampler = torch.nn.Sequential(
+        torch.nn.Sequential(
+            torch.nn.Conv2d(cin, 4 * cout, 3, padding=1, bias=False),
+            torch.nn.BatchNorm2d(4 * cout), torch.nn.ReLU()),
+        torch.nn.PixelShuffle(2), torch.nn.ReLU())
+    self.follow_up = _ReleasedBottleneck(cout + passthrough, cout)
+
+  def forward(self, x, passthrough):
+    return self.follow_up(torch.cat([self.upsampler(x), passthrough], 1))
+
+
+class _ReleasedController(torch.nn.Module):
+  """The released `to_saliency_chans`; only conv56 is used."""
+
+  def __init__(self):
+    super().__init__()
+    for name, k, s in (("conv7", 9, 8), ("conv14", 5, 4), ("conv28", 3, 2),
+                       ("conv56", 3, 1)):
+      setattr(self, name, torch.nn.Conv2d(64, 1, k, s, padding=k // 2))
+
+
+@pytest.fixture(scope="module")
+def released_dre(tmp_path_factory):
+  """A `model-1.ckpt` with the released layout and random values."""
+  torch.manual_seed(0)
+  modules = {
+      "up2": _ReleasedCell(2048, 256, 1024),
+      "up1": _ReleasedCell(256, 128, 512),
+      "up0": _ReleasedCell(128, 64, 256),
+      "to_saliency_chans": _ReleasedController(),
+      "batchnorm_op": torch.nn.BatchNorm2d(1),
+      "relu": torch.nn.ReLU(),
+      "selector_module": torch.nn.Embedding(1000, 2048),
+  }
+  with torch.no_grad():
+    for m in modules.values():
+      m.eval()
+      for bn in m.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+          bn.running_mean.normal_(0, 0.2)
+          bn.running_var.uniform_(0.5, 2.0)
+          bn.weight.uniform_(0.5, 1.5)
+          bn.bias.normal_(0, 0.2)
+  path = tmp_path_factory.mktemp("dre") / "model-1.ckpt"
+  # The authors saved with PyTorch 1.1: the legacy format.
+  _save({name: m.state_dict() for name, m in modules.items()}, path, "legacy")
+  return path, modules
+
+
+def test_released_keys_follow_the_notes():
+  assert dre_checkpoint.released_key(
+      ("params", "cell0", "upsampler_conv", "kernel")) == \
+      "up2.upsampler.0.0.weight"
+  assert dre_checkpoint.released_key(
+      ("batch_stats", "cell2", "follow_up", "bn3", "var")) == \
+      "up0.follow_up.bn3.running_var"
+  assert dre_checkpoint.released_key(
+      ("params", "spatial_filter", "embedding")) == "selector_module.weight"
+  assert dre_checkpoint.released_key(
+      ("params", "to_saliency", "bias")) == "to_saliency_chans.conv56.bias"
+
+
+def test_released_generator_matches_its_torch_forward(released_dre):
+  path, modules = released_dre
+  variables = dre_checkpoint.import_released_dre(path)
+  np.testing.assert_array_equal(
+      variables["params"]["spatial_filter"]["embedding"],
+      modules["selector_module"].weight.detach().numpy())
+
+  rng = np.random.default_rng(2)
+  taps = [np.maximum(rng.normal(size=(2, 64 // s, 64 // s, c)), 0).astype(
+      np.float32) for s, c in zip((4, 8, 16, 32), (256, 512, 1024, 2048))]
+  target = np.array([3, 998], np.int32)
+  module = gen.MaskGenerator(1000, dre_checkpoint.RELEASED_WIDTHS)
+  x = np.asarray(module.apply(variables, taps, target, train=False))
+
+  f4, f8, f16, f32 = (torch.from_numpy(t.transpose(0, 3, 1, 2)) for t in taps)
+  with torch.no_grad():  # the released SaliencyModel.forward, up to X
+    em = modules["selector_module"](torch.from_numpy(target).long())
+    main = f32 * torch.sigmoid((f32 * em[:, :, None, None]).sum(1, True))
+    main = modules["up2"](main, f16)
+    main = modules["up1"](main, f8)
+    main = modules["up0"](main, f4)
+    expected = modules["to_saliency_chans"].conv56(main)[:, 0].numpy()
+  assert x.shape == expected.shape == (2, 16, 16)
+  np.testing.assert_allclose(x, expected, atol=1e-4 * np.abs(expected).max())
+
+
+def test_released_checkpoint_errors(tmp_path):
+  not_nested = _save({"w": torch.ones(2)}, tmp_path / "flat.ckpt", "zip")
+  with pytest.raises(pth.CheckpointFormatError,
+                     match="not a released DRE checkpoint"):
+    dre_checkpoint.import_released_dre(not_nested)
+  partial = {name: {} for name in ("up2", "up1", "up0", "to_saliency_chans")}
+  partial["selector_module"] = {"weight": torch.zeros(5, 2048)}
+  path = _save(partial, tmp_path / "partial.ckpt", "zip")
+  with pytest.raises(ValueError, match="missing key up1.upsampler.0.0.weight"):
+    dre_checkpoint.import_released_dre(path)

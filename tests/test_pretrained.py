@@ -27,7 +27,7 @@ BUILDINGS = {698, 663, 442, 483, 497, 832, 538, 449}
 
 
 def _resize_and_centre_crop(image: np.ndarray, side=256, crop=224):
-  """uint8 [H, W, 3] -> float32 [crop, crop, 3] in [0, 1] (shorter side = side)."""
+  """uint8 [H, W, 3] -> [crop, crop, 3] float32 in [0, 1], short side `side`."""
   im = Image.fromarray(image)
   scale = side / min(im.size)
   im = im.resize((round(im.width * scale), round(im.height * scale)),

