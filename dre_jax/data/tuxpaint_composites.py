@@ -34,7 +34,7 @@ config and metric runs on both unchanged):
 * `image/filename`: Text, the example's provenance
   `"<split>/<index>:<stamp path>@<background file>"`, e.g.
   `"test/000017:animals/birds/crow.png@rocks.jpg"` (CUB: the image's path).
-* `label`: ClassLabel (coarse: 13 classes; fine: one per object).
+* `label`: ClassLabel (coarse: 14 classes; fine: one per object).
 * `label_name`: Text, the class name (fine: the stamp path without `.png`).
 * `bbox`: BBoxFeature `[ymin, xmin, ymax, xmax]` in [0, 1], the tight box of
   the object pixels `segmentation_mask >= 128` (pasted alpha >= 0.5), in CUB's
@@ -50,12 +50,15 @@ p=0.5), the object's box share of the image (uniform in [0.10, 0.60]), a
 horizontal mirror of the object (p=0.5, unless its Tux Paint `.dat` file says
 `nomirror`) and its position (up to 10% of its width/height may overhang the
 border). Draws that leave more than 10% of the object's alpha outside the image
-or a box share outside [0.10, 0.60] are redrawn. Images and masks are resampled
-with Pillow's antialiased bicubic filter (premultiplied alpha); the object is
-alpha-blended in integer arithmetic, so the image equals the stamp exactly where
-the mask is 255 and the background crop exactly where it is 0. Given the same
-Pillow, libjpeg and TensorFlow versions the examples are byte-identical on
-every machine; nothing depends on time or Python's hash seed.
+or a box share outside [0.10, 0.60] are redrawn. Pillow resamples the
+background crop bicubically and the RGBA stamp bilinearly (premultiplied alpha;
+non-negative weights, so no overshoot halo in the mask), both antialiased when
+downscaling. The object is alpha-blended in integer arithmetic, so the image
+equals the resampled stamp exactly where the mask is 255 and the background
+crop exactly where it is 0. Small stamps are upscaled (the smallest fruit are
+about 50 px wide) and look soft at 224 px. Given the same Pillow, libjpeg and
+TensorFlow versions the examples are byte-identical on every machine; nothing
+depends on time or Python's hash seed.
 
 Which stamps are used ("photographic cut-outs"), in this order:
 
@@ -70,7 +73,9 @@ Which stamps are used ("photographic cut-outs"), in this order:
 4. Unreadable files are skipped and counted; files without an alpha channel
    (RGB, L, palette without transparency) or with no transparent pixel cannot
    give a mask and are skipped and counted. Palette and grayscale-with-alpha
-   stamps are converted to RGBA (and counted).
+   stamps are converted to RGBA (`converted_*` counts them all, kept or not).
+   Stamps named in `EXCLUDED_STAMPS` (a gradient-shaded clip-art button, a
+   police-car lettering decal) pass the other rules but are left out.
 5. Byte-identical files keep only the first (sorted) path.
 6. Clip art: the fraction of fully opaque 2x2 pixel blocks whose four pixels
    have exactly the same colour ("flatness") must be at most 0.25. Photos
@@ -81,31 +86,35 @@ Which stamps are used ("photographic cut-outs"), in this order:
    mostly see-through stamps such as a drinking glass), at least 400 such
    pixels, and the object's box aspect ratio at most 6 (so a 10% box share fits).
 
-On the installed Debian 12 tree (tuxpaint-stamps-default 2024.10.25) 802 PNGs
-give 312 objects; the logged counts are stored in the dataset's metadata
-(`builder.info.metadata["stamp_counts"]`), along with the objects of each class
-and the held-out test objects.
+On Debian 12's tuxpaint-stamps-default 2022.06.04-1 the 802 PNGs give 296
+objects: 470 outside the class folders, 4 mirror variants, 7 vector twins,
+2 excluded by name, 15 clip art, 5 mostly translucent, 1 too small and
+2 elongated (27 palette and grayscale stamps converted). The scan takes about
+2 s. The counts are stored in the dataset's metadata
+(`builder.info.metadata["stamp_counts"]`), with the objects of each class per
+split (`["objects"]`) and the background files (`["backgrounds"]`).
 
-Coarse classes (`COARSE_CLASSES`, folder -> class, with the objects per class
-on the Debian tree):
+Coarse classes (`COARSE_CLASSES`: folders -> class; objects on the Debian tree):
 
-    birds               animals/birds
-    fish_and_shellfish  animals/fish, animals/shellfish
-    small_animals       animals/insects, animals/amphibians, animals/lizards
-    mammals             animals/mammals, animals/marsupials
-    fruit_and_nuts      food/fruit, food/nuts
-    vegetables          food/vegetables, food/spices
-    flowers             plants/flowers
-    plants              plants (herbs, trees, mushrooms)
-    instruments         hobbies/music
-    tools               household/tools, household/arttools
-    household_objects   household (dishes, bins, ...), hobbies, clothes, medical
-    vehicles            vehicles, military/vehicles
-    sports_equipment    sports
-    space               space (planets, moon, spacecraft)
+    birds               animals/birds                                     35
+    fish_and_shellfish  animals/fish, animals/shellfish                   13
+    small_animals       animals/insects, animals/amphibians, .../lizards  11
+    mammals             animals/mammals, animals/marsupials               65
+    fruit_and_nuts      food/fruit, food/nuts                             30
+    vegetables          food/vegetables, food/spices                      19
+    flowers             plants/flowers                                    25
+    plants              plants (herbs, trees, mushrooms)                  13
+    instruments         hobbies/music                                     10
+    tools               household/tools, household/arttools               14
+    household_objects   household, hobbies, clothes, medical              22
+    vehicles            vehicles, military/vehicles                       19
+    sports_equipment    sports                                             7
+    space               space (planets, moon, spacecraft)                 13
 
-The "fine" scheme has one class per object (like CUB's 200 species); its class
-names are the stamp paths, sorted, stored in the dataset's `label.labels.txt`.
+Classes are drawn uniformly, so the examples are balanced across classes while
+the objects per class are not. The "fine" scheme has one class per object (like
+CUB's 200 species, here 296); its class names are the sorted stamp paths,
+stored with the prepared data in `label.labels.txt`.
 
 Backgrounds: `templates/*.jpg` (and .png) except `sheep.jpg` and
 `jellyfish.jpg`, which show animals of the label classes; 17 photos remain.
@@ -119,8 +128,7 @@ Configs (`<labels>[_heldout]_<size>`; the default is `coarse_224`):
                                  only in the test split (unseen objects)
     fine_{64,112,224}            8000 train / 2000 test, one class per object
 
-Build times measured on this project's 2-core CPU machine: see
-`BUILD_SECONDS` below.
+BUILD_TIMES_PLACEHOLDER
 """
 
 from __future__ import annotations
@@ -177,12 +185,13 @@ MAX_OUTSIDE = 0.10           # share of the object's alpha outside the image
 CROP_SHARE = (0.5, 1.0)      # background crop side / background short side
 HOLDOUT_FRACTION = 0.25
 MAX_DRAWS = 1000
+# Backgrounds are resampled bicubically; stamps bilinearly, whose non-negative
+# weights keep the alpha and the (premultiplied) colours free of overshoot
+# halos. Pillow antialiases both when downscaling.
+BACKGROUND_RESAMPLE = Image.Resampling.BICUBIC
+STAMP_RESAMPLE = Image.Resampling.BILINEAR
 
 SPLITS = ("train", "test")
-
-# Seconds for `download_and_prepare` on this project's 2-core CPU machine
-# (Debian tree; includes the ~4 s stamp scan).
-BUILD_SECONDS = {"coarse_64": None, "coarse_224": None, "fine_224": None}
 
 
 @dataclasses.dataclass(eq=False)
@@ -476,7 +485,7 @@ def _background_crop(background: Image.Image, size: int,
   side = max(1, round(rng.uniform(*CROP_SHARE) * min(w, h)))
   x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
   crop = np.asarray(background.resize(
-      (size, size), Image.Resampling.BICUBIC, box=(x0, y0, x0 + side, y0 + side)))
+      (size, size), BACKGROUND_RESAMPLE, box=(x0, y0, x0 + side, y0 + side)))
   return crop[:, ::-1] if rng.random() < 0.5 else crop
 
 
@@ -489,16 +498,41 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
   return int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1])
 
 
-def place_stamp(stamp: Stamp, size: int, rng: np.random.Generator
-                ) -> tuple[np.ndarray, np.ndarray]:
-  """Scales, mirrors and positions `stamp` on a size x size canvas.
+@dataclasses.dataclass(frozen=True)
+class Placement:
+  """A scaled, maybe mirrored stamp and its top-left corner on the canvas.
 
-  Redraws until at most MAX_OUTSIDE of the object's alpha falls outside the
-  canvas and its box share is within BOX_SHARE.
+  Attributes:
+    rgba: uint8 [h, w, 4], the resampled stamp (RGB not premultiplied).
+    top, left: canvas position of rgba[0, 0]; may be negative.
+  """
 
-  Returns:
-    rgb: uint8 [size, size, 3], the stamp's colours (0 where alpha is 0).
-    alpha: uint8 [size, size], the pasted alpha (the segmentation mask).
+  rgba: np.ndarray
+  top: int
+  left: int
+
+
+def paste(placement: Placement, size: int) -> np.ndarray:
+  """The placement's visible part on a transparent canvas, uint8 [S, S, 4]."""
+  canvas = np.zeros((size, size, 4), np.uint8)
+  h, w = placement.rgba.shape[:2]
+  top, left = placement.top, placement.left
+  y0, x0 = max(top, 0), max(left, 0)
+  y1, x1 = min(top + h, size), min(left + w, size)
+  if y1 > y0 and x1 > x0:
+    canvas[y0:y1, x0:x1] = placement.rgba[y0 - top:y1 - top, x0 - left:x1 - left]
+  return canvas
+
+
+def sample_placement(stamp: Stamp, size: int, rng: np.random.Generator
+                     ) -> Placement:
+  """Draws the object's scale, mirror and position on a size x size image.
+
+  The box share is drawn uniformly from BOX_SHARE (capped so that the object
+  fits), and up to MAX_OUTSIDE of the scaled width/height may overhang a
+  border. Draws are repeated until at most MAX_OUTSIDE of the object's alpha
+  falls outside the image and the box of the pasted `alpha >= 128` covers a
+  share of the image within BOX_SHARE.
   """
   h, w = stamp.rgba.shape[:2]
   max_scale = size / max(h, w)
@@ -509,27 +543,19 @@ def place_stamp(stamp: Stamp, size: int, rng: np.random.Generator
     rgba = stamp.rgba[:, ::-1] if stamp.mirrorable and rng.random() < 0.5 else (
         stamp.rgba)
     scaled = np.asarray(Image.fromarray(rgba).resize(
-        (sw, sh), Image.Resampling.BICUBIC))
+        (sw, sh), STAMP_RESAMPLE))
     mx, my = int(MAX_OUTSIDE * sw), int(MAX_OUTSIDE * sh)
-    left = int(rng.integers(-mx, size - sw + mx + 1))
-    top = int(rng.integers(-my, size - sh + my + 1))
-    # The part of the scaled stamp that lands on the canvas.
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + sh, size), min(left + sw, size)
-    if y1 <= y0 or x1 <= x0:
-      continue
-    visible = scaled[y0 - top:y1 - top, x0 - left:x1 - left]
-    total = scaled[..., 3].sum(dtype=np.int64)
-    if visible[..., 3].sum(dtype=np.int64) < (1 - MAX_OUTSIDE) * total:
-      continue
-    canvas = np.zeros((size, size, 4), np.uint8)
-    canvas[y0:y1, x0:x1] = visible
-    box = _box(canvas[..., 3])
-    if box is None:
+    placement = Placement(rgba=scaled,
+                          top=int(rng.integers(-my, size - sh + my + 1)),
+                          left=int(rng.integers(-mx, size - sw + mx + 1)))
+    alpha = paste(placement, size)[..., 3]
+    box = _box(alpha)
+    if box is None or alpha.sum(dtype=np.int64) < (1 - MAX_OUTSIDE) * (
+        scaled[..., 3].sum(dtype=np.int64)):
       continue
     box_share = (box[2] - box[0] + 1) * (box[3] - box[1] + 1) / size**2
     if BOX_SHARE[0] <= box_share <= BOX_SHARE[1]:
-      return canvas[..., :3], canvas[..., 3]
+      return placement
   raise RuntimeError(f"Could not place stamp {stamp.name!r} ({w}x{h} px) on a "
                      f"{size}px image within {MAX_DRAWS} draws.")
 
@@ -549,8 +575,34 @@ def composite(stamp: Stamp, background: Image.Image, size: int,
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
   """One composite: image uint8 [S, S, 3], mask uint8 [S, S] (pasted alpha)."""
   crop = _background_crop(background, size, rng)
-  rgb, alpha = place_stamp(stamp, size, rng)
-  return alpha_blend(rgb, crop, alpha), alpha
+  canvas = paste(sample_placement(stamp, size, rng), size)
+  return alpha_blend(canvas[..., :3], crop, canvas[..., 3]), canvas[..., 3]
+
+
+def make_example(config: TuxpaintCompositesConfig, split: str, index: int,
+                 objects: dict[int, list[Stamp]], names: Sequence[str],
+                 backgrounds: Sequence[tuple[str, Image.Image]]) -> dict:
+  """Example `index` of `split`: the features, as numpy arrays and a BBox.
+
+  objects: class id -> that split's objects (see `split_objects`).
+  """
+  size = config.image_size
+  rng = example_rng(config.name, split, index)
+  class_ids = sorted(objects)
+  label = class_ids[int(rng.integers(len(class_ids)))]
+  stamp = objects[label][int(rng.integers(len(objects[label])))]
+  bg_name, background = backgrounds[int(rng.integers(len(backgrounds)))]
+  image, mask = composite(stamp, background, size, rng)
+  r0, c0, r1, c1 = _box(mask)
+  return {
+      "image": image,
+      "image/filename": f"{split}/{index:06d}:{stamp.name}.png@{bg_name}",
+      "label": label,
+      "label_name": names[label],
+      "bbox": tfds.features.BBox(ymin=r0 / size, xmin=c0 / size,
+                                 ymax=(r1 + 1) / size, xmax=(c1 + 1) / size),
+      "segmentation_mask": mask[..., None],
+  }
 
 
 # Run as a script, the module must not register a second "tuxpaint_composites"
@@ -624,26 +676,9 @@ class TuxpaintComposites(tfds.core.GeneratorBasedBuilder,
                          objects: dict[int, list[Stamp]], names: list[str],
                          backgrounds: list[tuple[str, Image.Image]]
                          ) -> Iterator[tuple[int, dict]]:
-    config = self.builder_config
-    size = config.image_size
-    class_ids = sorted(objects)
     for index in range(num_examples):
-      rng = example_rng(config.name, split, index)
-      label = class_ids[int(rng.integers(len(class_ids)))]
-      stamp = objects[label][int(rng.integers(len(objects[label])))]
-      bg_name, background = backgrounds[int(rng.integers(len(backgrounds)))]
-      image, mask = composite(stamp, background, size, rng)
-      r0, c0, r1, c1 = _box(mask)
-      yield index, {
-          "image": image,
-          "image/filename": f"{split}/{index:06d}:{stamp.name}.png@{bg_name}",
-          "label": label,
-          "label_name": names[label],
-          "bbox": tfds.features.BBox(ymin=r0 / size, xmin=c0 / size,
-                                     ymax=(r1 + 1) / size,
-                                     xmax=(c1 + 1) / size),
-          "segmentation_mask": mask[..., None],
-      }
+      yield index, make_example(self.builder_config, split, index, objects,
+                                names, backgrounds)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,426 @@
+"""Tests for the Tux Paint composites TFDS builder.
+
+Most tests build tiny configs from a fake Tux Paint tree written here with
+numpy/PIL. Its stamps carry a colour key per class (red channel = class code,
+blue = 10, green = noise so that they pass the clip-art rule; the grayscale
+"insects" have R == G == B) and its backgrounds are constant colours, so the
+pasted image can be predicted from the stored mask alone.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow_datasets as tfds
+
+from dre_jax.data import tuxpaint_composites as tc
+
+SIZE = 64
+CLASS_RED = {"birds": 250, "fish_and_shellfish": 190, "fruit_and_nuts": 130}
+BLUE = 10
+BACKGROUNDS = {"a.jpg": (20, 200, 60), "b.jpg": (40, 90, 230)}
+GRAY_BACKGROUND = ("c_gray.jpg", 90)
+# Where the mask is soft (0 < alpha < 255), Pillow's RGBA resize rounds the
+# premultiplied colour and then divides by the rounded alpha: the blend can be
+# off by up to 2 levels there. It is exact where alpha is 0 or 255.
+TOLERANCE = 2
+
+KEPT = {
+    "animals/birds/bird_a": "birds",
+    "animals/birds/bird_b": "birds",
+    "animals/birds/bird_p": "birds",
+    "animals/fish/fish_a": "fish_and_shellfish",
+    "animals/fish/fish_b": "fish_and_shellfish",
+    "animals/insects/bug_a": "small_animals",
+    "animals/insects/bug_b": "small_animals",
+    "food/fruit/fruit_a": "fruit_and_nuts",
+    "food/fruit/fruit_b": "fruit_and_nuts",
+}
+EXPECTED_COUNTS = {
+    "found": 21, "kept": 9,
+    "not_in_class_folders": 2,   # symbols/, a cartoon/ folder
+    "mirror_variant": 1, "vector_twin": 1, "excluded_by_name": 0,
+    "unreadable": 1, "no_alpha": 2,  # RGB and L
+    "duplicate": 1, "clip_art": 1, "mostly_translucent": 1, "too_small": 1,
+    "elongated": 1,
+    "converted_palette": 1, "converted_grayscale": 2,
+}
+
+
+def _ellipse_alpha(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+  """uint8 [h, w]: a soft-edged ellipse (255 inside, 0 at the border)."""
+  cy, cx = (h - 1) / 2 + rng.uniform(-2, 2), (w - 1) / 2 + rng.uniform(-2, 2)
+  yy, xx = np.mgrid[:h, :w]
+  r = np.sqrt(((yy - cy) / (0.45 * h)) ** 2 + ((xx - cx) / (0.45 * w)) ** 2)
+  return (np.clip((1.0 - r) * 6.0, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def _keyed_rgba(red: int, h: int, w: int, seed: int) -> np.ndarray:
+  rng = np.random.default_rng(seed)
+  rgba = np.zeros((h, w, 4), np.uint8)
+  rgba[..., 0], rgba[..., 2] = red, BLUE
+  rgba[..., 1] = rng.integers(0, 256, (h, w))
+  rgba[..., 3] = _ellipse_alpha(h, w, rng)
+  return rgba
+
+
+def _save(root, rel: str, image: Image.Image, **kwargs) -> str:
+  path = os.path.join(root, rel)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  image.save(path, **kwargs)
+  return path
+
+
+def make_fake_tree(root) -> str:
+  """A tiny Tux Paint tree with one stamp per outcome of the stamp rules."""
+  root = str(root)
+  s = os.path.join(root, "stamps")
+  for i, (name, label) in enumerate(sorted(KEPT.items())):
+    if name.endswith("bird_p") or label == "small_animals":
+      continue
+    _save(s, name + ".png",
+          Image.fromarray(_keyed_rgba(CLASS_RED[label], 40 + 6 * i, 56 - 3 * i,
+                                      seed=i)))
+    with open(os.path.join(s, name + ".txt"), "w") as f:
+      f.write(f"A {os.path.basename(name)}.\n")
+  with open(os.path.join(s, "animals/birds/bird_b.dat"), "w") as f:
+    f.write("nomirror\n")
+  # Palette stamp with a transparent index: the palette keeps the colour key.
+  rng = np.random.default_rng(100)
+  index = rng.integers(1, 256, (50, 44)).astype(np.uint8)
+  index[_ellipse_alpha(50, 44, rng) < 128] = 0
+  pal = Image.frombytes("P", (44, 50), index.tobytes())
+  pal.putpalette([v for g in range(256) for v in (250, g, BLUE)])
+  _save(s, "animals/birds/bird_p.png", pal, transparency=0)
+  # Grayscale-with-alpha stamps (converted to RGBA).
+  for j, name in enumerate(("bug_a", "bug_b")):
+    rng = np.random.default_rng(200 + j)
+    la = np.stack([rng.integers(150, 256, (44, 52)).astype(np.uint8),
+                   _ellipse_alpha(44, 52, rng)], -1)
+    _save(s, f"animals/insects/{name}.png", Image.fromarray(la))  # "LA"
+  photo = _keyed_rgba(250, 48, 48, seed=300)
+  shutil.copyfile(os.path.join(s, "animals/birds/bird_a.png"),
+                  os.path.join(s, "animals/birds/bird_a_copy.png"))
+  _save(s, "animals/birds/bird_c_mirror.png", Image.fromarray(photo))
+  _save(s, "animals/birds/cartoon/toon.png", Image.fromarray(photo))
+  _save(s, "symbols/sign.png", Image.fromarray(photo))
+  _save(s, "animals/fish/vector.png", Image.fromarray(photo))
+  with open(os.path.join(s, "animals/fish/vector.svg"), "w") as f:
+    f.write("<svg/>")
+  with open(os.path.join(s, "animals/fish/broken.png"), "wb") as f:
+    f.write(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))
+  flat = photo.copy()
+  flat[..., :3] = (200, 40, 40)
+  _save(s, "animals/birds/flat.png", Image.fromarray(flat))
+  ghost = photo.copy()
+  ghost[..., 3] = np.minimum(ghost[..., 3], 60)
+  _save(s, "food/fruit/ghost.png", Image.fromarray(ghost))
+  _save(s, "food/fruit/tiny.png", Image.fromarray(_keyed_rgba(130, 12, 12, 1)))
+  _save(s, "animals/fish/eel.png", Image.fromarray(_keyed_rgba(190, 12, 100, 2)))
+  _save(s, "food/fruit/rgb.png", Image.fromarray(photo[..., :3]))
+  _save(s, "food/fruit/gray.png", Image.fromarray(photo[..., 1]))
+  t = os.path.join(root, "templates")
+  for name, colour in BACKGROUNDS.items():
+    _save(t, name, Image.new("RGB", (160, 120), colour), quality=95)
+  _save(t, GRAY_BACKGROUND[0], Image.new("L", (100, 140), GRAY_BACKGROUND[1]))
+  _save(t, "sheep.jpg", Image.new("RGB", (100, 100), (255, 255, 255)))
+  with open(os.path.join(t, "broken.jpg"), "wb") as f:
+    f.write(b"\xff\xd8\xff" + bytes(100))
+  return root
+
+
+def background_colours(root) -> dict[str, np.ndarray]:
+  """The decoded (constant) colour of each usable fake background."""
+  out = {}
+  for name in (*BACKGROUNDS, GRAY_BACKGROUND[0]):
+    rgb = np.asarray(Image.open(os.path.join(root, "templates", name))
+                     .convert("RGB")).reshape(-1, 3)
+    assert (rgb == rgb[0]).all(), f"{name} does not decode to one colour"
+    out[name] = rgb[0].astype(np.int32)
+  return out
+
+
+def config(name: str, **kwargs) -> tc.TuxpaintCompositesConfig:
+  kwargs = {"image_size": SIZE, "num_train": 40, "num_test": 20, **kwargs}
+  return tc.TuxpaintCompositesConfig(name=name, **kwargs)
+
+
+def build(cfg, data_dir, root) -> tfds.core.DatasetBuilder:
+  builder = tc.TuxpaintComposites(config=cfg, data_dir=str(data_dir),
+                                  tuxpaint_root=root)
+  builder.download_and_prepare()
+  return builder
+
+
+def read(builder, split: str) -> list[dict]:
+  return list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)))
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+  return make_fake_tree(tmp_path_factory.mktemp("tuxpaint"))
+
+
+@pytest.fixture(scope="module")
+def coarse(tree, tmp_path_factory):
+  return build(config("t_coarse"), tmp_path_factory.mktemp("data"), tree)
+
+
+def _stamp_of(example) -> str:
+  return example["image/filename"].decode().split(":")[1].split(".png@")[0]
+
+
+def _background_of(example) -> str:
+  return example["image/filename"].decode().split("@")[1]
+
+
+def test_stamp_rules_counts_and_conversions(tree):
+  stamps, counts = tc.scan_stamps(tree)
+  assert {s.name: s.coarse for s in stamps} == KEPT
+  assert {k: counts.get(k, 0) for k in EXPECTED_COUNTS} == EXPECTED_COUNTS
+  assert sum(v for k, v in counts.items()
+             if k not in ("found",) and not k.startswith("converted")
+             ) == counts["found"]
+  by_name = {s.name: s for s in stamps}
+  bug = by_name["animals/insects/bug_a"].rgba
+  assert bug.shape[-1] == 4 and (bug[..., 0] == bug[..., 1]).all()
+  assert not by_name["animals/birds/bird_b"].mirrorable
+  assert by_name["animals/birds/bird_a"].mirrorable
+  # Stamps are cropped to their alpha > 0 pixels.
+  for s in stamps:
+    a = s.rgba[..., 3]
+    assert a[0].any() and a[-1].any() and a[:, 0].any() and a[:, -1].any()
+
+
+def test_features_match_caltech_birds2011(coarse):
+  cub = tfds.builder_cls("caltech_birds2011")
+  cub_features = cub(data_dir="/nonexistent").info.features
+  ours = coarse.info.features
+  assert sorted(ours.keys()) == sorted(cub_features.keys())
+  for key in ours.keys():
+    assert type(ours[key]) is type(cub_features[key]), key
+    assert ours[key].dtype == cub_features[key].dtype, key
+  assert ours["image"].shape == (SIZE, SIZE, 3)
+  assert ours["segmentation_mask"].shape == (SIZE, SIZE, 1)
+  assert ours["label"].names == list(tc.COARSE_CLASSES)
+
+
+def test_box_is_tight_box_of_mask_and_share_in_bounds(coarse):
+  for split in tc.SPLITS:
+    for ex in read(coarse, split):
+      solid = ex["segmentation_mask"][..., 0] >= 128
+      rows, cols = np.nonzero(solid.any(1))[0], np.nonzero(solid.any(0))[0]
+      expected = np.array([rows[0], cols[0], rows[-1] + 1, cols[-1] + 1]) / SIZE
+      np.testing.assert_allclose(ex["bbox"], expected, atol=1e-6)
+      share = (expected[2] - expected[0]) * (expected[3] - expected[1])
+      assert tc.BOX_SHARE[0] <= share <= tc.BOX_SHARE[1]
+
+
+def test_image_is_alpha_blend_of_keyed_stamp_and_background(coarse, tree):
+  bgs = background_colours(tree)
+  names = coarse.info.features["label"].names
+  seen_partial = 0
+  for split in tc.SPLITS:
+    for ex in read(coarse, split):
+      image = ex["image"].astype(np.int32)
+      m = ex["segmentation_mask"][..., 0].astype(np.int32)
+      bg = bgs[_background_of(ex)]
+      # Outside the object the image is the background crop, exactly.
+      assert (image[m == 0] == bg).all()
+      label = names[ex["label"]]
+      assert KEPT[_stamp_of(ex)] == label == ex["label_name"].decode()
+      inside = image[m == 255]
+      assert len(inside)
+      if label == "small_animals":  # grayscale stamps: R == G == B inside
+        assert (inside[:, 0] == inside[:, 1]).all()
+        assert (inside[:, 0] == inside[:, 2]).all()
+        continue
+      # Red and blue are the key where the mask is 255 and the alpha blend of
+      # key and background everywhere.
+      assert (inside[:, 0] == CLASS_RED[label]).all()
+      assert (inside[:, 2] == BLUE).all()
+      for channel, key in ((0, CLASS_RED[label]), (2, BLUE)):
+        expected = (m * key + (255 - m) * bg[channel] + 127) // 255
+        assert np.abs(image[..., channel] - expected).max() <= TOLERANCE
+      seen_partial += int(((m > 0) & (m < 255)).sum())
+  assert seen_partial > 0  # the check covered soft mask edges
+
+
+def test_labels_follow_folders_and_classes_cover_both_splits(coarse):
+  names = coarse.info.features["label"].names
+  present = {names.index(c) for c in set(KEPT.values())}
+  for split in tc.SPLITS:
+    labels = {int(ex["label"]) for ex in read(coarse, split)}
+    assert labels == present, split
+  meta = coarse.info.metadata
+  assert meta["stamp_counts"]["kept"] == len(KEPT)
+  assert meta["background_counts"] == {"found": 5, "excluded": 1,
+                                       "unreadable": 1, "kept": 3}
+  for split in tc.SPLITS:
+    assert {o: c for c, objs in meta["objects"][split].items()
+            for o in objs} == KEPT
+
+
+def test_placement_keeps_object_mostly_inside():
+  rgba = _keyed_rgba(250, 30, 80, seed=5)
+  stamp = tc.Stamp(name="x", coarse="birds", rgba=rgba, mirrorable=True)
+  for seed in range(60):
+    p = tc.sample_placement(stamp, SIZE, np.random.default_rng(seed))
+    h, w = p.rgba.shape[:2]
+    pad = SIZE + max(h, w)
+    big = np.zeros((SIZE + 2 * pad, SIZE + 2 * pad), np.int64)
+    big[pad + p.top:pad + p.top + h, pad + p.left:pad + p.left + w] = (
+        p.rgba[..., 3])
+    inside = big[pad:pad + SIZE, pad:pad + SIZE].sum()
+    assert inside >= (1 - tc.MAX_OUTSIDE) * big.sum()
+    np.testing.assert_array_equal(tc.paste(p, SIZE)[..., 3],
+                                  big[pad:pad + SIZE, pad:pad + SIZE])
+
+
+def _record_bytes(builder) -> dict[str, bytes]:
+  files = sorted(glob.glob(os.path.join(builder.data_dir, "*.tfrecord*")))
+  assert files
+  return {os.path.basename(f): open(f, "rb").read() for f in files}
+
+
+def test_deterministic_across_builds_and_seeds_differ(coarse, tree, tmp_path):
+  again = build(config("t_coarse"), tmp_path / "again", tree)
+  assert _record_bytes(again) == _record_bytes(coarse)
+  train, test = read(coarse, "train"), read(coarse, "test")
+  other = read(build(config("t_other"), tmp_path / "other", tree), "train")
+  key = lambda ex: ex["image/filename"].decode().split(":")[0]
+  by_index = {key(ex): ex["image"] for ex in train}
+  for ex in other:
+    assert not np.array_equal(ex["image"], by_index[key(ex)])
+  assert not any(np.array_equal(a["image"], b["image"])
+                 for a in train for b in test)
+
+
+def example_digest(root: str) -> str:
+  """sha256 of a few examples made without TFDS (no hashing of Python objects
+  is involved in making them)."""
+  stamps, _ = tc.scan_stamps(root)
+  backgrounds, _ = tc.load_backgrounds(root)
+  names, objects = tc.split_objects(stamps, "coarse", False)
+  cfg = config("t_coarse")
+  digest = hashlib.sha256()
+  for split in tc.SPLITS:
+    for i in range(8):
+      ex = tc.make_example(cfg, split, i, objects[split], names, backgrounds)
+      digest.update(ex["image"].tobytes() + ex["segmentation_mask"].tobytes()
+                    + ex["image/filename"].encode())
+  return digest.hexdigest()
+
+
+def test_examples_do_not_depend_on_python_hash_seed(tree):
+  script = ("import importlib.util, sys\n"
+            "spec = importlib.util.spec_from_file_location('t', sys.argv[1])\n"
+            "t = importlib.util.module_from_spec(spec)\n"
+            "spec.loader.exec_module(t)\n"
+            "print(t.example_digest(sys.argv[2]))\n")
+  seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
+  out = subprocess.run([sys.executable, "-c", script, __file__, tree],
+                       env={**os.environ, "PYTHONHASHSEED": seed},
+                       capture_output=True, text=True, check=True)
+  assert out.stdout.strip().splitlines()[-1] == example_digest(tree)
+
+
+def test_heldout_objects_only_in_test(tree, tmp_path):
+  builder = build(config("t_heldout", holdout_objects=True), tmp_path, tree)
+  objects = builder.info.metadata["objects"]
+  for label in objects["test"]:
+    train, test = set(objects["train"][label]), set(objects["test"][label])
+    assert train and test and not train & test
+    assert train | test == {o for o, c in KEPT.items() if c == label}
+  train_seen = {_stamp_of(ex) for ex in read(builder, "train")}
+  test_seen = {_stamp_of(ex) for ex in read(builder, "test")}
+  held_out = {o for objs in objects["test"].values() for o in objs}
+  assert test_seen <= held_out and not train_seen & held_out
+
+
+def test_fine_labels_are_objects(tree, tmp_path):
+  builder = build(config("t_fine", labels="fine"), tmp_path, tree)
+  names = builder.info.features["label"].names
+  assert names == sorted(KEPT)
+  # The label names survive a reload from the prepared directory.
+  reloaded = tc.TuxpaintComposites(config=config("t_fine", labels="fine"),
+                                   data_dir=str(tmp_path))
+  assert reloaded.info.features["label"].names == names
+  for ex in read(builder, "train"):
+    assert names[ex["label"]] == ex["label_name"].decode() == _stamp_of(ex)
+
+
+def test_config_validation():
+  with pytest.raises(ValueError, match="holdout_objects needs labels='coarse'"):
+    config("bad", labels="fine", holdout_objects=True)
+  with pytest.raises(ValueError, match="labels must be"):
+    config("bad", labels="species")
+  names = {c.name for c in tc.TuxpaintComposites.BUILDER_CONFIGS}
+  assert {"coarse_224", "coarse_112", "coarse_64", "fine_224", "fine_112",
+          "fine_64", "coarse_heldout_224"} <= names
+
+
+def test_missing_tree_names_the_apt_command(tmp_path, monkeypatch):
+  monkeypatch.setenv(tc.ROOT_ENV, str(tmp_path / "nowhere"))
+  builder = tc.TuxpaintComposites(config=config("t_missing"),
+                                  data_dir=str(tmp_path / "data"))
+  with pytest.raises(FileNotFoundError, match="apt-get install -y "
+                     "tuxpaint-stamps-default tuxpaint-data"):
+    builder.download_and_prepare()
+
+
+def test_empty_or_unusable_trees_give_clear_errors(tmp_path):
+  for sub in ("stamps", "templates"):
+    os.makedirs(tmp_path / sub)
+  with pytest.raises(ValueError, match="No usable photographic stamp"):
+    tc.scan_stamps(str(tmp_path))
+  with pytest.raises(ValueError, match="No readable background photo"):
+    tc.load_backgrounds(str(tmp_path))
+  flat = np.zeros((40, 40, 4), np.uint8)
+  flat[5:35, 5:35] = (10, 200, 10, 255)
+  _save(str(tmp_path / "stamps"), "animals/birds/flat.png",
+        Image.fromarray(flat))
+  with pytest.raises(ValueError, match="'clip_art': 1"):
+    tc.scan_stamps(str(tmp_path))
+
+
+def test_holdout_needs_two_objects_per_class(tree):
+  stamps, _ = tc.scan_stamps(tree)
+  one_bird = [s for s in stamps if s.coarse != "birds"] + [stamps[0]]
+  with pytest.raises(ValueError, match="'birds' has 1 object"):
+    tc.split_objects(one_bird, "coarse", holdout=True)
+
+
+REAL_ROOT = tc.DEFAULT_ROOT
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(REAL_ROOT, "stamps")),
+                    reason=f"Tux Paint not installed: {tc.APT_COMMAND}")
+def test_real_tux_paint_tree(tmp_path):
+  builder = build(config("t_real", num_train=30, num_test=10), tmp_path,
+                  REAL_ROOT)
+  assert builder.info.splits["train"].num_examples == 30
+  assert builder.info.splits["test"].num_examples == 10
+  meta = builder.info.metadata
+  counts = meta["stamp_counts"]
+  assert 250 <= counts["kept"] <= counts["found"], counts
+  # Every coarse class has objects on the real tree, enough to hold some out.
+  for split in tc.SPLITS:
+    assert sorted(meta["objects"][split]) == sorted(tc.COARSE_CLASSES)
+    assert all(len(v) >= 2 for v in meta["objects"][split].values())
+  assert len(meta["backgrounds"]) == 17
+  names = builder.info.features["label"].names
+  for ex in read(builder, "train") + read(builder, "test"):
+    assert ex["image"].shape == (SIZE, SIZE, 3)
+    assert names[ex["label"]] == ex["label_name"].decode()
+    assert meta["objects"]["train"][names[ex["label"]]].count(
+        _stamp_of(ex)) == 1
+    assert ex["segmentation_mask"].max() == 255
