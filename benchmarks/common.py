@@ -1,0 +1,60 @@
+"""Shared timing, FLOP counting and result writing for the benchmarks.
+
+Speed on a shared, noisy machine is judged as ratios measured in one run, and
+against arithmetic: XLA's own FLOP count of each jitted computation.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+
+
+def flops(jitted, *args) -> float:
+  """FLOPs that XLA's cost analysis counts for one call of `jitted(*args)`."""
+  cost = jitted.lower(*args).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", float("nan")))
+
+
+def median_seconds(fns: dict, reps: int) -> dict:
+  """Median seconds per call of each zero-argument fn, calls interleaved.
+
+  The first call of each (compilation, warm-up) is excluded. Interleaving the
+  functions round by round spreads the machine's noise evenly over them.
+  """
+  for fn in fns.values():
+    jax.block_until_ready(fn())
+  times = {name: [] for name in fns}
+  for _ in range(reps):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      jax.block_until_ready(fn())
+      times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times.items()}
+
+
+def machine() -> str:
+  return (f"{platform.node()}: {os.cpu_count()} CPUs, "
+          f"{jax.devices()[0].device_kind} ({jax.default_backend()}), "
+          f"jax {jax.__version__}")
+
+
+def command() -> str:
+  return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def write_atomic(path: str, text: str) -> None:
+  """Writes `text` to `path` through a temporary file and a rename."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+  with os.fdopen(fd, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
