@@ -41,7 +41,7 @@ def evaluate(dre: DRE, classifier_variables, generator_variables,
   """Mean M_F, M_E (where boxes exist) and mask skewness over the batches.
 
   batches: dicts with "image" [B, H, W, 3] in [0, 1], optionally "box_mask"
-  [B, H, W] and "mask" [B] (1 for real examples, 0 for padding).
+  [B, H, W] and "valid" [B] (True for real examples, False for padding).
 
   Returns a dict of floats plus "first_batch": the arrays of the first batch
   (images, masks, target, box masks) for figures.
@@ -56,7 +56,7 @@ def evaluate(dre: DRE, classifier_variables, generator_variables,
     images = jnp.asarray(batch["image"])
     has_boxes = "box_mask" in batch
     boxes = jnp.asarray(batch["box_mask"]) if has_boxes else jnp.ones(images.shape[:3])
-    valid = np.asarray(batch.get("mask", np.ones(images.shape[0])), bool)
+    valid = np.asarray(batch.get("valid", np.ones(images.shape[0])), bool)
     out = jax.device_get(step(classifier_variables, generator_variables, images, boxes))
     per_image = {"faithfulness": out["faithfulness"],
                  "skewness": controller.skewness(out["masks"])}
@@ -71,6 +71,7 @@ def evaluate(dre: DRE, classifier_variables, generator_variables,
     if first is None:
       first = {"images": np.asarray(images)[valid], "masks": out["masks"][valid],
                "target": out["target"][valid],
+               "labels": np.asarray(batch.get("label", out["target"]))[valid],
                "box_masks": np.asarray(boxes)[valid] if has_boxes else None}
     if progress is not None:
       progress(i + 1)

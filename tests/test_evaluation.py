@@ -15,7 +15,7 @@ def test_evaluate_counts_valid_images_and_writes_a_figure(tmp_path):
   box = np.zeros((3, 64, 64), np.float32)
   box[:, 10:40, 20:50] = 1
   batches = [{"image": rng.random((3, 64, 64, 3), np.float32), "box_mask": box,
-              "mask": np.array([1, 1, 0])} for _ in range(2)]
+              "valid": np.array([True, True, False])} for _ in range(2)]
   seen = []
   result = evaluation.evaluate(dre, cls_vars, gen_vars, batches, num_steps=4,
                                progress=seen.append)
