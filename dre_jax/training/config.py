@@ -1,0 +1,218 @@
+"""Training configuration: the defaults (paper Sec. 4.1) and their validation.
+
+Every config in `configs/` starts from `default_config()` and changes what its
+setting needs. `validate(config)` runs before any work: a field that the
+defaults do not have (a typo such as `dre.learning_rte`) or a value of the
+wrong type stops the run with a message naming the field and the fix.
+
+    config.seed                     one seed for everything (keys and data order)
+    config.dataset.*                which TFDS dataset, splits, image size
+    config.model.*                  classifier architecture and its weights
+    config.classifier.*             fine-tuning the classifier (epochs=0: none)
+    config.embeddings.*             DRE stage 1: spatial-filter embeddings, Eq. 4
+    config.dre.*                    DRE stage 2: the generator under Eq. 9
+    config.dre.backgrounds.*        the training backgrounds of Sec. 4.1
+    config.checkpoint_every_steps   and the other loop settings at the top level
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+import ml_collections
+
+from dre_jax import controller
+from dre_jax import perturbation
+
+ConfigDict = ml_collections.ConfigDict
+
+STAGES = ("classifier", "embeddings", "dre")
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "step")
+DTYPES = ("float32", "bfloat16")
+
+
+def default_config() -> ConfigDict:
+  """The defaults of every field; the DRE values are the paper's (Sec. 4.1)."""
+  c = ConfigDict()
+  c.seed = 0
+
+  c.dataset = ConfigDict()
+  c.dataset.name = ""              # TFDS name, e.g. "caltech_birds2011"
+  c.dataset.train_split = "train"
+  c.dataset.eval_split = "test"    # classifier accuracy after fine-tuning
+  c.dataset.image_size = 224       # a multiple of 32
+  c.dataset.num_classes = 0        # classifier head size; 0: from the weights
+  c.dataset.data_dir = ""          # "" = TFDS's default directory
+  c.dataset.manual_dir = ""        # imagenet2012: where the ILSVRC tars are
+  c.dataset.download = False       # build the dataset if it is not prepared
+  c.dataset.shuffle_buffer = 10_000
+  # Data shards of the training split, each read by one process; 0 = one per
+  # process. A fixed value makes the batches independent of the process count.
+  c.dataset.num_shards = 0
+
+  c.model = ConfigDict()
+  c.model.name = ""                # a name of `dre_jax.models.names()`
+  c.model.torch_weights = ""       # torchvision .pth state_dict to start from
+  c.model.checkpoint = ""          # or a directory of `convert.save_classifier`
+  c.model.dtype = "float32"        # compute dtype: float32 or bfloat16
+
+  c.classifier = ConfigDict()      # fine-tuning; frozen afterwards
+  c.classifier.epochs = 0          # 0: use the weights as they are
+  c.classifier.batch_size = 64
+  c.classifier.optimizer = "sgd"
+  c.classifier.learning_rate = 0.01
+  c.classifier.lr_schedule = "cosine"
+  c.classifier.lr_step_epochs = 30   # "step": multiply by lr_step_factor ...
+  c.classifier.lr_step_factor = 0.1  # ... every lr_step_epochs epochs
+  c.classifier.momentum = 0.9
+  c.classifier.weight_decay = 1e-4
+  c.classifier.augment = True      # random-resized crop + flip
+
+  c.embeddings = ConfigDict()      # DRE stage 1, Eq. 4
+  c.embeddings.epochs = 1
+  c.embeddings.batch_size = 64
+  c.embeddings.learning_rate = 1e-3
+  c.embeddings.fake_prob = 0.5
+
+  c.dre = ConfigDict()             # DRE stage 2, Eq. 9
+  c.dre.epochs = 10
+  c.dre.batch_size = 64
+  c.dre.learning_rate = 1e-2
+  c.dre.lr_halve_every_epochs = 3
+  c.dre.upsample = "subpixel"      # or "transposed" (the paper's text)
+  c.dre.widths = ()                # () = the architecture's (paper) widths
+  c.dre.eta = controller.ETA
+  c.dre.h = controller.H
+  c.dre.backgrounds = ConfigDict(
+      dataclasses.asdict(perturbation.BackgroundConfig()))
+
+  c.checkpoint_every_steps = 500
+  c.keep_checkpoints = 3
+  c.log_every_steps = 50
+  return c
+
+
+def shrink_for_local_run(config: ConfigDict, image_size: int = 64,
+                         batch_size: int = 8, num_examples: int = 64) -> ConfigDict:
+  """The `:runlocal` variant: the same stages on a few small batches."""
+  config.dataset.image_size = image_size
+  config.dataset.train_split = f"{config.dataset.train_split}[:{num_examples}]"
+  config.dataset.eval_split = f"{config.dataset.eval_split}[:{num_examples}]"
+  config.dataset.shuffle_buffer = num_examples
+  for stage in (config.classifier, config.embeddings, config.dre):
+    stage.batch_size = batch_size
+    stage.epochs = min(stage.epochs, 1)
+  config.checkpoint_every_steps = 4
+  config.log_every_steps = 1
+  return config
+
+
+def parse_args(arg: str | None, allowed: tuple[str, ...] = ()) -> dict[str, str]:
+  """`"runlocal,arch=vgg19"` -> {"runlocal": "", "arch": "vgg19"}, checked."""
+  args = {}
+  for item in filter(None, (arg or "").split(",")):
+    key, _, value = item.partition("=")
+    if key not in ("runlocal", *allowed):
+      raise ValueError(
+          f"unknown config argument {key!r}; this config takes "
+          f"{', '.join(('runlocal', *allowed))} (e.g. "
+          "--config=configs/x.py:runlocal)")
+    args[key] = value
+  return args
+
+
+def _type_name(value: Any) -> str:
+  return type(value).__name__
+
+
+def _compatible(default: Any, value: Any) -> bool:
+  if isinstance(default, bool) or isinstance(value, bool):
+    return isinstance(default, bool) and isinstance(value, bool)
+  if isinstance(default, float):
+    return isinstance(value, (int, float))
+  if isinstance(default, (tuple, list)):
+    return isinstance(value, (tuple, list))
+  return isinstance(value, type(default))
+
+
+def _check_fields(config: ConfigDict, defaults: ConfigDict, prefix: str,
+                  errors: list[str]) -> None:
+  for key in config.keys():
+    name = f"{prefix}{key}"
+    if key not in defaults:
+      close = difflib.get_close_matches(key, list(defaults.keys()), n=1)
+      hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+      errors.append(f"unknown field config.{name}{hint} (fields here: "
+                    f"{', '.join(sorted(defaults.keys()))})")
+      continue
+    value, default = config[key], defaults[key]
+    if isinstance(default, ConfigDict):
+      if not isinstance(value, ConfigDict):
+        errors.append(f"config.{name} must be a group of fields, got "
+                      f"{_type_name(value)}")
+      else:
+        _check_fields(value, default, f"{name}.", errors)
+    elif not _compatible(default, value):
+      errors.append(f"config.{name} must be {_type_name(default)}, got "
+                    f"{value!r} ({_type_name(value)})")
+
+
+def validate(config: ConfigDict) -> None:
+  """Raises ValueError listing every unknown field and wrong value, or returns."""
+  errors: list[str] = []
+  _check_fields(config, default_config(), "", errors)
+  if errors:
+    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+  from dre_jax import models  # pylint: disable=import-outside-toplevel
+  d, m = config.dataset, config.model
+  if not d.name:
+    errors.append("config.dataset.name is empty; set a TFDS name such as "
+                  "caltech_birds2011")
+  if m.name not in models.names():
+    errors.append(f"config.model.name={m.name!r} is not one of "
+                  f"{', '.join(models.names())}")
+  if d.image_size <= 0 or d.image_size % 32:
+    errors.append(f"config.dataset.image_size={d.image_size} must be a "
+                  "positive multiple of 32 (the generator's coarsest tap has "
+                  "stride 32)")
+  if m.torch_weights and m.checkpoint:
+    errors.append("set only one of config.model.torch_weights and "
+                  "config.model.checkpoint")
+  if m.dtype not in DTYPES:
+    errors.append(f"config.model.dtype={m.dtype!r} is not one of {DTYPES}")
+  c = config.classifier
+  if c.optimizer not in OPTIMIZERS:
+    errors.append(f"config.classifier.optimizer={c.optimizer!r} is not one "
+                  f"of {OPTIMIZERS}")
+  if c.lr_schedule not in LR_SCHEDULES:
+    errors.append(f"config.classifier.lr_schedule={c.lr_schedule!r} is not "
+                  f"one of {LR_SCHEDULES}")
+  if c.epochs == 0 and not (m.torch_weights or m.checkpoint):
+    errors.append("the classifier has no weights: set config.model."
+                  "torch_weights or config.model.checkpoint, or train it with "
+                  "config.classifier.epochs > 0 (DRE explains a trained "
+                  "classifier)")
+  if c.epochs > 0 and d.num_classes <= 0:
+    errors.append("fine-tuning the classifier needs config.dataset."
+                  "num_classes (the size of its new head)")
+  if config.dre.upsample not in ("subpixel", "transposed"):
+    errors.append(f"config.dre.upsample={config.dre.upsample!r} is not "
+                  "'subpixel' or 'transposed'")
+  if config.dre.widths and len(config.dre.widths) != 3:
+    errors.append(f"config.dre.widths={tuple(config.dre.widths)} must give 3 "
+                  "cell widths, or () for the architecture's")
+  for stage in STAGES:
+    s = config[stage]
+    if s.epochs < 0 or s.batch_size <= 0:
+      errors.append(f"config.{stage}: epochs must be >= 0 and batch_size > 0, "
+                    f"got {s.epochs} and {s.batch_size}")
+  if config.dre.epochs == 0:
+    errors.append("config.dre.epochs is 0: stage 2 trains the estimator")
+  for key in ("checkpoint_every_steps", "keep_checkpoints", "log_every_steps"):
+    if config[key] <= 0:
+      errors.append(f"config.{key} must be > 0, got {config[key]}")
+  if errors:
+    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
