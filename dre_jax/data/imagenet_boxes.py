@@ -1,14 +1,16 @@
-"""ILSVRC2012 validation bounding boxes, read from the Pascal-VOC style XML files.
+"""ILSVRC2012 validation bounding boxes, read from their Pascal-VOC XML files.
 
-The boxes come from `ILSVRC2012_bbox_val_v3.tgz` (image-net.org, ILSVRC2012 "Validation
-bounding box annotations (all tasks)", 2.2 MB), one file per image, e.g.
+The boxes come from `ILSVRC2012_bbox_val_v3.tgz` (image-net.org, ILSVRC2012
+"Validation bounding box annotations (all tasks)", 2.2 MB), one file per
+image, e.g.
 `val/ILSVRC2012_val_00000001.xml`:
 
     <annotation>
       <filename>ILSVRC2012_val_00000001</filename>
       <size><width>500</width><height>375</height><depth>3</depth></size>
       <object><name>n01751748</name>
-        <bndbox><xmin>111</xmin><ymin>108</ymin><xmax>441</xmax><ymax>193</ymax></bndbox>
+        <bndbox><xmin>111</xmin><ymin>108</ymin>
+                <xmax>441</xmax><ymax>193</ymax></bndbox>
       </object>
       ...more <object> entries...
     </annotation>
@@ -68,7 +70,8 @@ def read_box_dir(boxes_dir: str) -> dict[str, np.ndarray]:
   """
   if not os.path.isdir(boxes_dir):
     raise FileNotFoundError(
-        f"the ImageNet boxes directory {boxes_dir} does not exist; {_GET_BOXES}")
+        f"the ImageNet boxes directory {boxes_dir} does not exist; "
+        f"{_GET_BOXES}")
   boxes = {}
   for folder, _, files in os.walk(boxes_dir):
     for name in files:

@@ -1,4 +1,4 @@
-"""Image, box and mask transforms of the input pipelines (TensorFlow, per example).
+"""Image, box and mask transforms of the input pipelines (TensorFlow).
 
 Every transform is a `Geometry`: crop a window of the decoded image, resize it,
 crop again and maybe flip. The same geometry is applied to the image, to a
@@ -69,8 +69,9 @@ def eval_geometry(image_hw: tf.Tensor, image_size: int,
   image_hw: int32 [2], the decoded image's (height, width).
   """
   if resize_size < image_size:
-    raise ValueError(f"resize_size ({resize_size}) must be at least image_size "
-                     f"({image_size}): the centre crop is taken after the resize")
+    raise ValueError(
+        f"resize_size ({resize_size}) must be at least image_size "
+        f"({image_size}): the centre crop is taken after the resize")
   h, w = image_hw[0], image_hw[1]
   # torchvision: new_long = int(size * long / short), in float64.
   long_side = tf.cast(
