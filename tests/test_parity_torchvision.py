@@ -175,7 +175,7 @@ def test_other_resnets_take_torchvision_state_dicts(arch):
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
-  arch, size = "resnet18", 64
+  arch, size = "resnet18", 96
   model = _torchvision_model(arch, 10, seed=4)
   x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(5))
   ref_logits, _ = _torch_forward(model, arch, x)
