@@ -33,7 +33,7 @@ Determinism: the order and the augmentations of an epoch depend only on
 from them and every random op is stateless, seeded by the example's position
 in the epoch, so the same arguments give the same batches and
 `skip_batches=k` continues an interrupted epoch exactly where batch k starts.
-Skipped examples are dropped before they are decoded.
+Skipped examples are dropped before their images are decoded.
 
 Multiple hosts: process p of P reads `tfds.split_for_jax_process(split)`
 (`tfds.even_splits`, shard sizes differ by at most one) and gets
