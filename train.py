@@ -11,6 +11,8 @@ Open MPI jobs are detected; elsewhere pass --coordinator_address,
 --num_processes and --process_id (e.g. two CPU processes on one machine).
 """
 
+import logging as python_logging
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -39,13 +41,13 @@ class _QuietLibraries:
   """Drops the INFO lines of orbax (dozens per checkpoint); warnings stay."""
 
   def filter(self, record) -> bool:
-    return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+    return record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
+  logging.get_absl_logger().addFilter(_QuietLibraries())
   config_lib.validate(_CONFIG.value)  # before any work
   parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                       _PROCESS_ID.value)

@@ -216,3 +216,36 @@ def validate(config: ConfigDict) -> None:
       errors.append(f"config.{key} must be > 0, got {config[key]}")
   if errors:
     raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+# The paper's datasets (Sec. 4.2-4.3) and the offline composites, by short name.
+DATASETS = {
+    "cub": dict(name="caltech_birds2011", train_split="train",
+                eval_split="test", num_classes=200),
+    "imagenet": dict(name="imagenet2012", train_split="train",
+                     eval_split="validation", num_classes=1000),
+    "places": dict(name="places365_small", train_split="train",
+                   eval_split="validation", num_classes=365),
+    "composites": dict(name="tuxpaint_composites/coarse_224",
+                       train_split="train", eval_split="test",
+                       num_classes=14, download=True),
+}
+
+
+def paper_config(dataset: str, arch: str, classifier_epochs: int = 0,
+                 arg: str | None = None) -> ConfigDict:
+  """The paper's setting for one dataset and classifier architecture.
+
+  classifier_epochs > 0 fine-tunes the classifier first (SGD, momentum 0.9,
+  cosine schedule from 0.01, weight decay 1e-4, batch 64, augmented crops):
+  from `model.torch_weights` when given (torchvision ImageNet weights), else
+  from scratch. The DRE stages use the defaults (Sec. 4.1). `arg`:
+  "runlocal" shrinks everything to a few 64-px batches.
+  """
+  config = default_config()
+  config.dataset.update(DATASETS[dataset])
+  config.model.name = arch
+  config.classifier.epochs = classifier_epochs
+  if "runlocal" in parse_args(arg):
+    shrink_for_local_run(config)
+  return config
