@@ -30,26 +30,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dre_jax import models
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 
-
-def _time(fn, *args, reps: int) -> tuple[float, list[float]]:
-  """(seconds of the first call, seconds of each of `reps` later calls)."""
-  start = time.perf_counter()
-  jax.block_until_ready(fn(*args))
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return first, times
-
-
-def _flops(fn, *args) -> float:
-  cost = fn.lower(*args).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", float("nan")))
+from dre_jax import models  # noqa: E402
 
 
 def bench_model(name: str, batch: int, size: int, reps: int, dtype) -> dict:
@@ -71,9 +55,9 @@ def bench_model(name: str, batch: int, size: int, reps: int, dtype) -> dict:
   row = {"model": name, "batch": batch, "size": size}
   for label, fn, args in (("forward", forward, (variables, x)),
                           ("forward+grad", input_grad, (x, variables))):
-    first, times = _time(fn, *args, reps=reps)
+    first, times = common.time_calls(fn, *args, reps=reps)
     median = statistics.median(times)
-    flops = _flops(fn, *args)
+    flops = common.flops(fn, *args)
     row[label] = {
         "images_per_s": batch / median,
         "median_s": median,
@@ -155,11 +139,9 @@ def main(argv: list[str] | None = None) -> None:
   }
   table = to_markdown(rows, meta)
   print(table)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    f.write(table)
-  with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-    json.dump({"meta": meta, "rows": rows}, f, indent=2)
+  common.write_atomic(args.out, table)
+  common.write_atomic(os.path.splitext(args.out)[0] + ".json",
+                      json.dumps({"meta": meta, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,19 @@ def flops(jitted, *args) -> float:
   return float(cost.get("flops", float("nan")))
 
 
+def time_calls(fn, *args, reps: int) -> tuple[float, list[float]]:
+  """(seconds of the first call, seconds of each of `reps` later calls)."""
+  start = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return first, times
+
+
 def median_seconds(fns: dict, reps: int) -> dict:
   """Median seconds per call of each zero-argument fn, calls interleaved.
 
