@@ -233,19 +233,21 @@ DATASETS = {
 
 
 def paper_config(dataset: str, arch: str, classifier_epochs: int = 0,
-                 arg: str | None = None) -> ConfigDict:
+                 arg: str | None = None, allowed: tuple[str, ...] = ()
+                 ) -> ConfigDict:
   """The paper's setting for one dataset and classifier architecture.
 
   classifier_epochs > 0 fine-tunes the classifier first (SGD, momentum 0.9,
   cosine schedule from 0.01, weight decay 1e-4, batch 64, augmented crops):
   from `model.torch_weights` when given (torchvision ImageNet weights), else
-  from scratch. The DRE stages use the defaults (Sec. 4.1). `arg`:
-  "runlocal" shrinks everything to a few 64-px batches.
+  from scratch. The DRE stages use the defaults (Sec. 4.1). `arg`: the
+  config file's argument; "runlocal" shrinks everything to a few 64-px
+  batches, `allowed` names the other arguments the config file takes.
   """
   config = default_config()
   config.dataset.update(DATASETS[dataset])
   config.model.name = arch
   config.classifier.epochs = classifier_epochs
-  if "runlocal" in parse_args(arg):
+  if "runlocal" in parse_args(arg, allowed):
     shrink_for_local_run(config)
   return config

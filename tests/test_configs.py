@@ -1,0 +1,171 @@
+"""Every config loads and validates; typos and wrong types stop a run early."""
+
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+import pytest
+
+from dre_jax import models
+from dre_jax.training import config as config_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
+PAPER = {"cub_resnet", "cub_vgg", "cub_googlenet", "imagenet_resnet",
+         "imagenet_vgg", "imagenet_googlenet", "places_resnet", "quickstart",
+         "composites_scratch"}
+
+
+# Configs that need an argument, and the one the tests give them.
+DEFAULT_ARGS = {"composites_scratch.py": "resnet50"}
+
+
+def _load(path, arg=None):
+  arg = ",".join(filter(None, (DEFAULT_ARGS.get(os.path.basename(path)), arg)))
+  spec = importlib.util.spec_from_file_location(
+      os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module, module.get_config(arg or None)
+
+
+def _with_weights(config):
+  """The ImageNet configs need a weights path to validate."""
+  if not (config.model.torch_weights or config.model.checkpoint
+          or config.classifier.epochs):
+    config.model.torch_weights = "/weights/x.pth"
+  return config
+
+
+def test_every_paper_setting_has_a_config():
+  assert {os.path.basename(p)[:-3] for p in CONFIGS} >= PAPER
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_loads_validates_and_documents_itself(path):
+  module, config = _load(path)
+  config_lib.validate(_with_weights(config))
+  doc = module.__doc__
+  assert "python train.py --config=configs/" + os.path.basename(path) in doc
+  for word in ("Hardware", "Time", "reach"):
+    assert word in doc, f"{path}: the docstring must say {word}"
+  assert config.model.name in models.names()
+  assert config.dataset.image_size % 32 == 0
+  # The DRE stages keep the paper's settings (Sec. 4.1).
+  assert (config.dre.epochs, config.dre.batch_size) in ((10, 64),) or \
+      os.path.basename(path) in ("quickstart.py", "composites_scratch.py")
+  assert config.dre.learning_rate == 1e-2
+  assert config.dre.lr_halve_every_epochs == 3
+  assert config.dre.backgrounds.blur_prob == 0.5
+  assert config.dre.eta == 1.5 and config.dre.h == 2.5
+  # :runlocal shrinks the same config and stays valid.
+  _, local = _load(path, "runlocal")
+  config_lib.validate(_with_weights(local))
+  assert local.dataset.image_size <= config.dataset.image_size
+  assert local.model.name == config.model.name
+
+
+def test_paper_configs_pick_their_dataset_and_classifier():
+  expected = {"cub_resnet": ("caltech_birds2011", "resnet50", 200),
+              "cub_vgg": ("caltech_birds2011", "vgg19", 200),
+              "cub_googlenet": ("caltech_birds2011", "googlenet", 200),
+              "imagenet_resnet": ("imagenet2012", "resnet50", 1000),
+              "imagenet_vgg": ("imagenet2012", "vgg19", 1000),
+              "imagenet_googlenet": ("imagenet2012", "googlenet", 1000),
+              "places_resnet": ("places365_small", "resnet50", 365)}
+  for name, (dataset, arch, classes) in expected.items():
+    _, c = _load(os.path.join(REPO, "configs", name + ".py"))
+    assert (c.dataset.name, c.model.name, c.dataset.num_classes) == (
+        dataset, arch, classes), name
+    # ImageNet explains torchvision's classifiers as they are; CUB and
+    # Places365 train their own first.
+    assert (c.classifier.epochs == 0) == (dataset == "imagenet2012"), name
+
+
+def test_unknown_and_mistyped_fields_name_the_fix():
+  c = config_lib.default_config()
+  c.dataset.name, c.model.name = "caltech_birds2011", "resnet50"
+  c.model.torch_weights = "/weights/resnet50.pth"
+  config_lib.validate(c)
+  c.dre.learning_rte = 1e-3
+  c.embedings = config_lib.ConfigDict({"epochs": 1})
+  with pytest.raises(ValueError) as e:
+    config_lib.validate(c)
+  assert "config.dre.learning_rte; did you mean dre.learning_rate?" in str(e.value)
+  assert "config.embedings; did you mean embeddings?" in str(e.value)
+
+
+def test_wrong_values_are_errors():
+  c = config_lib.default_config()
+  c.dataset.name, c.model.name = "caltech_birds2011", "resnet5"
+  c.dataset.image_size = 100
+  c.classifier.optimizer = "rmsprop"
+  with pytest.raises(ValueError) as e:
+    config_lib.validate(c)
+  message = str(e.value)
+  for fragment in ("'resnet5' is not one of", "multiple of 32", "'rmsprop'",
+                   "the classifier has no weights"):
+    assert fragment in message
+
+
+def _parse(*args):
+  """train.py's flag parsing (config_flags reads the overrides off sys.argv)."""
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=values,
+                                  lock_config=True)
+  argv = ["train.py", *args]
+  saved, sys.argv = sys.argv, argv
+  try:
+    values(argv)
+  finally:
+    sys.argv = saved
+  return values.config
+
+
+def test_composites_scratch_takes_one_architecture():
+  path = os.path.join(REPO, "configs", "composites_scratch.py")
+  module, _ = _load(path)
+  for arch in ("resnet50", "vgg19", "googlenet"):
+    config = module.get_config(arch)
+    assert config.model.name == arch
+    assert config.classifier.epochs > 0 and not config.model.torch_weights
+  with pytest.raises(ValueError, match="choose one classifier"):
+    module.get_config()
+  with pytest.raises(ValueError, match="unknown config argument"):
+    module.get_config("resnet")
+
+
+def test_command_line_overrides():
+  path = os.path.join(REPO, "configs", "cub_resnet.py")
+  config = _parse(f"--config={path}", "--config.dre.epochs=3",
+                  "--config.dre.backgrounds.blur_prob=0.25",
+                  "--config.model.torch_weights=/w.pth")
+  assert config.dre.epochs == 3
+  assert config.dre.backgrounds.blur_prob == 0.25
+  config_lib.validate(config)
+  local = _parse(f"--config={path}:runlocal")
+  assert local.dataset.image_size == 64
+  with pytest.raises(Exception, match="epochz"):
+    _parse(f"--config={path}", "--config.dre.epochz=3")
+  with pytest.raises(Exception, match="epochs"):
+    _parse(f"--config={path}", "--config.dre.epochs=three")
+  with pytest.raises(Exception, match="unknown config argument .runlocl."):
+    _parse(f"--config={path}:runlocl")
+
+
+def test_train_py_stops_before_any_work(tmp_path):
+  """A typo on the command line: a clear error and no workdir written."""
+  workdir = tmp_path / "workdir"
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "train.py"),
+       f"--config={os.path.join(REPO, 'configs', 'cub_resnet.py')}",
+       f"--workdir={workdir}", "--config.dre.learning_rte=0.1"],
+      capture_output=True, text=True, cwd=REPO, timeout=300,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert result.returncode != 0
+  assert "learning_rte" in result.stderr
+  assert not workdir.exists()
