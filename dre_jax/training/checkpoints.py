@@ -20,6 +20,7 @@ every process calls the savers and orbax writes each array once.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -130,8 +131,9 @@ def load_estimator(workdir: str, dtype=jnp.float32
   dre = DRE.create(spec, meta["num_classes"], upsample=meta["upsample"],
                    widths=tuple(meta["widths"]), eta=meta["eta"], h=meta["h"],
                    dtype=dtype)
-  target = jax.eval_shape(dre.init_generator, jax.random.key(0),
-                          classifier_variables, meta["image_size"])
+  target = jax.eval_shape(
+      functools.partial(dre.init_generator, image_size=meta["image_size"]),
+      jax.random.key(0), classifier_variables)
   with ocp.StandardCheckpointer() as checkpointer:
     generator_variables = checkpointer.restore(
         os.path.join(workdir, ESTIMATOR_DIR, _VARIABLES_DIR),
