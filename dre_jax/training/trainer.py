@@ -467,6 +467,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   _check_workdir_config(config, workdir)
   dtype = jnp.dtype(config.model.dtype)
   mesh = parallel.make_mesh()
+  logging.info("data parallel over %d devices (%s) in %d processes",
+               jax.device_count(), jax.devices()[0].platform,
+               jax.process_count())
   d = config.dataset
   input_lib.prepare(d.name, d.train_split, data_dir=d.data_dir or None,
                     manual_dir=d.manual_dir or None, download=d.download)

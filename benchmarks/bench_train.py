@@ -1,0 +1,122 @@
+r"""Stage-2 training speed against the bare classifier, in one run.
+
+    python benchmarks/bench_train.py --arch=resnet50 --image_size=112 --batch_size=8
+
+Times two jitted steps on the same random images, alternating:
+  * classifier: forward + gradient with respect to the input images (what any
+    explainer that back-propagates to the pixels pays), CE against argmax;
+  * stage 2: `dre_jax.training.trainer.dre_step` (Eq. 9: clean forward,
+    generator, backgrounds, perturbed forward, backward into the generator,
+    Adam update).
+XLA's cost analysis counts the FLOPs of both compiled steps. The issue's target:
+time(stage 2) <= 1.1 x time(classifier) x FLOPs(stage 2) / FLOPs(classifier),
+i.e. stage 2 runs at no less than 0.9x the speed its arithmetic predicts. The
+raw ratio of speeds (stage-2 images/s over classifier images/s) is reported
+too. Appends a row to results/bench_train.md.
+"""
+
+import argparse
+import functools
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dre_jax.estimator import DRE
+from dre_jax.perturbation import BackgroundConfig
+from dre_jax.training import trainer
+
+
+def flops(compiled) -> float:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  return float(cost["flops"])
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--arch", default="resnet50")
+  parser.add_argument("--image_size", type=int, default=112)
+  parser.add_argument("--batch_size", type=int, default=8)
+  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--out", default=os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results",
+      "bench_train.md"))
+  args = parser.parse_args(argv)
+
+  dre = DRE.create(args.arch, num_classes=1000)
+  size, n = args.image_size, args.batch_size
+  classifier = dre.init_classifier(jax.random.key(0), size)
+  generator = dre.init_generator(jax.random.key(1), classifier, size)
+  images = jnp.asarray(np.random.RandomState(0).rand(n, size, size, 3),
+                       jnp.float32)
+  batch = {"image": images, "label": jnp.zeros((n,), jnp.int32)}
+
+  def classifier_step(variables, images):
+    """Forward + input gradient: d CE(f(I), argmax f(I)) / d I."""
+    def loss(x):
+      logits, _ = dre.classify(variables, x)
+      t = jax.lax.stop_gradient(jnp.argmax(logits, -1))
+      return optax.softmax_cross_entropy_with_integer_labels(logits, t).sum()
+    return jax.grad(loss)(images)
+
+  schedule = optax.constant_schedule(1e-2)
+  tx = trainer._masked(optax.adam(schedule), train_embeddings=False)  # pylint: disable=protected-access
+  state = trainer.init_state(generator["params"], generator["batch_stats"], tx)
+  stage2 = functools.partial(trainer.dre_step, dre=dre, tx=tx,
+                             schedule=schedule,
+                             backgrounds=BackgroundConfig(), seed=0)
+  compiled_cls = jax.jit(classifier_step).lower(classifier, images).compile()
+  compiled_dre = jax.jit(stage2).lower(state, batch, classifier).compile()
+  flops_cls, flops_dre = flops(compiled_cls), flops(compiled_dre)
+
+  jax.block_until_ready(compiled_cls(classifier, images))
+  state, _ = compiled_dre(state, batch, classifier)
+  jax.block_until_ready(state)
+  t_cls, t_dre = [], []
+  for _ in range(args.steps):  # alternate, so both see the same machine load
+    start = time.perf_counter()
+    jax.block_until_ready(compiled_cls(classifier, images))
+    t_cls.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    state, metrics = compiled_dre(state, batch, classifier)
+    jax.block_until_ready(metrics)
+    t_dre.append(time.perf_counter() - start)
+  t_cls, t_dre = float(np.median(t_cls)), float(np.median(t_dre))
+  predicted = 1.1 * t_cls * flops_dre / flops_cls
+  row = {
+      "arch": args.arch, "size": size, "batch": n,
+      "cls img/s": n / t_cls, "stage-2 img/s": n / t_dre,
+      "speed ratio": t_cls / t_dre,
+      "GFLOP cls": flops_cls / 1e9, "GFLOP stage 2": flops_dre / 1e9,
+      "FLOP ratio": flops_dre / flops_cls,
+      "t stage 2 (s)": t_dre, "1.1 x predicted (s)": predicted,
+      "target met": "yes" if t_dre <= predicted else "no",
+  }
+  line = "| " + " | ".join(
+      f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()) + " |"
+  print("\n".join(f"{k}: {v}" for k, v in row.items()))
+  new = not os.path.exists(args.out)
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out, "a") as f:
+    if new:
+      f.write("# Stage-2 training speed vs the classifier's forward + input "
+              "gradient\n\n`python benchmarks/bench_train.py --arch=A "
+              "--image_size=S --batch_size=B` (median of alternating steps "
+              "after compilation; FLOPs from XLA's cost analysis). Target: "
+              "t(stage 2) <= 1.1 x t(cls) x FLOPs(stage 2) / FLOPs(cls).\n\n"
+              "| " + " | ".join(row) + " | device | command |\n"
+              "|" + "---|" * (len(row) + 2) + "\n")
+    f.write(line[:-1] + f"| {jax.devices()[0].device_kind} "
+            f"({os.cpu_count()} cores, {platform.machine()}) | "
+            f"`python benchmarks/bench_train.py {' '.join(sys.argv[1:])}` |\n")
+
+
+if __name__ == "__main__":
+  main()
