@@ -12,10 +12,10 @@ random-resized crops and flips), evaluated on the 1,000 test images, frozen,
 and explained by DRE with the paper's stage-2 settings (10 epochs, batch 64,
 Adam 1e-2 halved every 3 epochs) at 64 px.
 
-Hardware: this project's 2-core CPU machine or any GPU. Time: see
-`results/bench_train.md` for the measured per-image cost of these steps here;
-the ResNet50 run is several hours on 2 CPU cores (an estimate from those step
-times, not a full measured run) and minutes on a GPU.
+Hardware: this project's 2-core CPU machine or any GPU. Time: not measured as
+a full run; from the step speeds in `results/bench_train.md` (ResNet50 stage 2
+at 128 px: 8 images/s here) the ResNet50 run takes a few hours on 2 CPU cores
+(an estimate) and minutes on a GPU.
 Should reach (expectation, not measured): a classifier well above the 1/14
 chance level on the test split; DRE masks concentrated on the pasted object,
 which `evaluate.py` measures against the exact object boxes (M_E).

@@ -34,7 +34,6 @@ import numpy as np
 import optax
 
 from dre_jax.estimator import DRE
-from dre_jax.generator import class_embeddings
 from dre_jax.models import convert
 from dre_jax.models import pth
 from dre_jax.models import registry
@@ -166,7 +165,7 @@ def init_state(params, batch_stats, tx) -> State:
 
 @dataclasses.dataclass
 class Stage:
-  """One training stage: its data, step function and starting state."""
+  """One training stage: its data, epochs and step function."""
 
   name: str
   input: input_lib.TrainInput
@@ -178,8 +177,8 @@ class Stage:
 class _Progress:
   """tqdm bar with ETA on a terminal (process 0), else periodic log lines."""
 
-  def __init__(self, stage: str, start: int, total: int, every: int):
-    self._stage, self._total, self._every = stage, total, every
+  def __init__(self, stage: str, start: int, total: int):
+    self._stage, self._total = stage, total
     self._bar = None
     self._t0, self._s0 = time.perf_counter(), start
     if jax.process_index() == 0 and sys.stderr.isatty():
@@ -251,7 +250,7 @@ def run_stage(stage: Stage, state: State, mesh, workdir: str,
     return state, summary
 
   step_fn = jax.jit(stage.step_fn, donate_argnums=0)
-  progress = _Progress(stage.name, start, total, config.log_every_steps)
+  progress = _Progress(stage.name, start, total)
   pending, timer = [], None
   batch_size = stage.input.batch_size
   try:
