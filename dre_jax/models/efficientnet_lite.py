@@ -37,6 +37,7 @@ import jax.numpy as jnp
 
 from dre_jax.models import convert
 from dre_jax.models import pth
+from dre_jax.models import layers
 from dre_jax.models import registry
 
 # (repeats, kernel, stride, expand ratio, output channels) per stage.
@@ -53,11 +54,10 @@ def _batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
                       epsilon=1e-3, dtype=dtype, name=name)
 
 
-def _conv(features: int, kernel: int, dtype, name: str, stride: int = 1,
-          groups: int = 1) -> nn.Conv:
+def _conv(features: int, kernel: int, dtype, name: str, stride: int = 1
+          ) -> nn.Conv:
   return nn.Conv(features, (kernel, kernel), strides=stride, padding="SAME",
-                 feature_group_count=groups, use_bias=False, dtype=dtype,
-                 name=name)
+                 use_bias=False, dtype=dtype, name=name)
 
 
 class MBConv(nn.Module):
@@ -82,8 +82,8 @@ class MBConv(nn.Module):
     if self.expand != 1:
       y = _conv(width, 1, self.dtype, "_expand_conv")(y)
       y = nn.relu6(bn("_bn0")(y))
-    y = _conv(width, self.kernel, self.dtype, "_depthwise_conv", self.stride,
-              groups=width)(y)
+    y = layers.DepthwiseConv(self.kernel, self.stride, self.dtype,
+                             name="_depthwise_conv")(y)
     y = nn.relu6(bn("_bn1")(y))
     y = bn("_bn2")(_conv(self.features, 1, self.dtype, "_project_conv")(y))
     if self.stride == 1 and x.shape[-1] == self.features:
