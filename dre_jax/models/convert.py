@@ -179,10 +179,11 @@ def save_classifier(directory: str | os.PathLike, spec_name: str,
   with ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(os.path.join(directory, _VARIABLES_DIR),
                       jax.tree.map(np.asarray, dict(variables)))
-  tmp = os.path.join(directory, _METADATA_FILE + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump({"arch": spec_name, "num_classes": int(num_classes)}, f)
-  os.replace(tmp, os.path.join(directory, _METADATA_FILE))
+  if jax.process_index() == 0:  # orbax's save is collective; the JSON is not
+    tmp = os.path.join(directory, _METADATA_FILE + ".tmp")
+    with open(tmp, "w") as f:
+      json.dump({"arch": spec_name, "num_classes": int(num_classes)}, f)
+    os.replace(tmp, os.path.join(directory, _METADATA_FILE))
   return directory
 
 
