@@ -20,23 +20,18 @@ import functools
 import os
 import platform
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
 from dre_jax.estimator import DRE
 from dre_jax.perturbation import BackgroundConfig
 from dre_jax.training import trainer
-
-
-def flops(compiled) -> float:
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0]
-  return float(cost["flops"])
 
 
 def main(argv=None):
@@ -72,23 +67,13 @@ def main(argv=None):
   stage2 = functools.partial(trainer.dre_step, dre=dre, tx=tx,
                              schedule=schedule,
                              backgrounds=BackgroundConfig(), seed=0)
-  compiled_cls = jax.jit(classifier_step).lower(classifier, images).compile()
-  compiled_dre = jax.jit(stage2).lower(state, batch, classifier).compile()
-  flops_cls, flops_dre = flops(compiled_cls), flops(compiled_dre)
-
-  jax.block_until_ready(compiled_cls(classifier, images))
-  state, _ = compiled_dre(state, batch, classifier)
-  jax.block_until_ready(state)
-  t_cls, t_dre = [], []
-  for _ in range(args.steps):  # alternate, so both see the same machine load
-    start = time.perf_counter()
-    jax.block_until_ready(compiled_cls(classifier, images))
-    t_cls.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    state, metrics = compiled_dre(state, batch, classifier)
-    jax.block_until_ready(metrics)
-    t_dre.append(time.perf_counter() - start)
-  t_cls, t_dre = float(np.median(t_cls)), float(np.median(t_dre))
+  cls_fn, dre_fn = jax.jit(classifier_step), jax.jit(stage2)
+  flops_cls = common.flops(cls_fn, classifier, images)
+  flops_dre = common.flops(dre_fn, state, batch, classifier)
+  times = common.median_seconds({  # alternating: both see the same load
+      "cls": lambda: cls_fn(classifier, images),
+      "dre": lambda: dre_fn(state, batch, classifier)}, args.steps)
+  t_cls, t_dre = times["cls"], times["dre"]
   predicted = 1.1 * t_cls * flops_dre / flops_cls
   row = {
       "arch": args.arch, "size": size, "batch": n,
@@ -102,21 +87,21 @@ def main(argv=None):
   line = "| " + " | ".join(
       f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()) + " |"
   print("\n".join(f"{k}: {v}" for k, v in row.items()))
-  new = not os.path.exists(args.out)
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, "a") as f:
-    if new:
-      f.write("# Stage-2 training speed vs the classifier's forward + input "
-              "gradient\n\n`python benchmarks/bench_train.py --arch=A "
-              "--image_size=S --batch_size=B` (median of alternating steps "
-              "after compilation; FLOPs from XLA's cost analysis). Target: "
-              "t(stage 2) <= 1.1 x t(cls) x FLOPs(stage 2) / FLOPs(cls).\n\n"
-              "| " + " | ".join(row) + " | device | command |\n"
-              "|" + "---|" * (len(row) + 2) + "\n")
-    f.write(line[:-1] + f"| {jax.devices()[0].device_kind} "
-            f"({os.cpu_count()} cores, {platform.machine()}) | "
-            f"`python benchmarks/bench_train.py {' '.join(sys.argv[1:])}` |\n")
-
+  if os.path.exists(args.out):
+    with open(args.out) as f:
+      text = f.read()
+  else:
+    text = ("# Stage-2 training speed vs the classifier's forward + input "
+            "gradient\n\n`python benchmarks/bench_train.py --arch=A "
+            "--image_size=S --batch_size=B` (median of alternating steps "
+            "after compilation; FLOPs from XLA's cost analysis). Target: "
+            "t(stage 2) <= 1.1 x t(cls) x FLOPs(stage 2) / FLOPs(cls).\n\n"
+            "| " + " | ".join(row) + " | device | command |\n"
+            "|" + "---|" * (len(row) + 2) + "\n")
+  text += (line[:-1] + f"| {jax.devices()[0].device_kind} "
+           f"({os.cpu_count()} cores, {platform.machine()}) | "
+           f"`python benchmarks/bench_train.py {' '.join(sys.argv[1:])}` |\n")
+  common.write_atomic(args.out, text)
 
 if __name__ == "__main__":
   main()
