@@ -103,7 +103,7 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--models", default="resnet50,vgg19,googlenet",
+  parser.add_argument("--models", default="resnet50,vgg19,googlenet,efficientnet_lite0",
                       help="comma-separated registered names")
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--size", type=int, default=224)
