@@ -63,7 +63,7 @@ class DRE:
         eta=eta, h=h)
 
   def check_images(self, images: jnp.ndarray) -> None:
-    perturbation._check_images(images)  # pylint: disable=protected-access
+    perturbation.check_images(images)
     if images.shape[1] % 32 or images.shape[2] % 32:
       raise ValueError(
           f"image sides must be multiples of 32 (the generator merges taps at "

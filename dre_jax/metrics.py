@@ -57,7 +57,7 @@ def insertion_curve(probability_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.nda
   Returns:
     [N, m + 1] probabilities at ratios 0, Delta, ..., 1.
   """
-  perturbation._check_images(images)  # pylint: disable=protected-access
+  perturbation.check_images(images)
   if masks.shape != images.shape[:3]:
     raise ValueError(f"masks {tuple(masks.shape)} must be [N, H, W] of the images "
                      f"{tuple(images.shape[:3])}")
