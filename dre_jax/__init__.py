@@ -8,8 +8,13 @@ Where to find each part of the paper:
 * Eq. 5-8 and 13 (distribution controller C, its pdf and inverse): `dre_jax.controller`.
 * Eq. 9 (the training objective) and the full estimator M = upsample(C(G(E(I), t))):
   `dre_jax.estimator`.
-* Classifiers with feature taps (ResNet50, VGG19, GoogLeNet, EfficientNet-Lite0):
-  `dre_jax.models`.
+* Eqs. 10 and 11 (faithfulness M_F, explainability M_E): `dre_jax.metrics`;
+  running them over a dataset and drawing masks: `dre_jax.evaluation`.
+* Classifiers with feature taps (ResNet50, VGG19, GoogLeNet, EfficientNet-Lite0)
+  and torchvision weight import: `dre_jax.models`.
+* Datasets (CUB, ImageNet + boxes, Places365, Tux Paint composites): `dre_jax.data`.
+* The two-stage training of Sec. 4.1, data parallelism, checkpoints:
+  `dre_jax.training` (CLI: `train.py`, `evaluate.py`).
 """
 
 __version__ = "0.1.0"
