@@ -11,10 +11,11 @@ import platform
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 
 import jax
+
+from dre_jax import atomic
 
 
 def flops(jitted, *args) -> float:
@@ -64,10 +65,4 @@ def command() -> str:
   return "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
 
-def write_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path` through a temporary file and a rename."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+write_atomic = atomic.write_atomic

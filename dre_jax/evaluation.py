@@ -8,15 +8,13 @@ from `dre_jax.data`; `save_figure(...)` draws images, masks and overlays.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from typing import Iterable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dre_jax import controller, metrics
+from dre_jax import atomic, controller, metrics
 from dre_jax.estimator import DRE
 
 
@@ -115,9 +113,4 @@ def save_figure(path: str, images: np.ndarray, masks: np.ndarray,
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=100)
   plt.close(fig)
-  directory = os.path.dirname(path) or "."
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png.tmp")
-  with os.fdopen(fd, "wb") as f:
-    f.write(buffer.getvalue())
-  os.replace(tmp, path)
+  atomic.write_atomic(path, buffer.getvalue())

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from dre_jax import atomic
 from dre_jax.models import pth
 from dre_jax.models import registry
 
@@ -180,10 +181,8 @@ def save_classifier(directory: str | os.PathLike, spec_name: str,
     checkpointer.save(os.path.join(directory, _VARIABLES_DIR),
                       jax.tree.map(np.asarray, dict(variables)))
   if jax.process_index() == 0:  # orbax's save is collective; the JSON is not
-    tmp = os.path.join(directory, _METADATA_FILE + ".tmp")
-    with open(tmp, "w") as f:
-      json.dump({"arch": spec_name, "num_classes": int(num_classes)}, f)
-    os.replace(tmp, os.path.join(directory, _METADATA_FILE))
+    atomic.write_atomic(os.path.join(directory, _METADATA_FILE), json.dumps(
+        {"arch": spec_name, "num_classes": int(num_classes)}))
   return directory
 
 

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from dre_jax import atomic
 from dre_jax.estimator import DRE
 from dre_jax.models import convert
 
@@ -82,10 +83,7 @@ def _write_json(path: str, value: Any) -> None:
   """Atomic JSON write, by process 0 only."""
   if jax.process_index() != 0:
     return
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  atomic.write_atomic(path, json.dumps(value, indent=2, sort_keys=True))
 
 
 def estimator_metadata(dre: DRE, num_classes: int, image_size: int
