@@ -50,7 +50,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
   config_lib.validate(config)
-  dre, cls_vars, gen_vars, meta = checkpoints.load_estimator(_WORKDIR.value)
+  dre, classifier, gen_vars, meta = checkpoints.load_estimator(_WORKDIR.value)
   split = _SPLIT.value or config.dataset.eval_split
   batches = pipelines.make_dataset(
       config.dataset.name, split, batch_size=_BATCH.value, train=False,
@@ -63,7 +63,7 @@ def main(argv):
     print(f"\r[evaluate] batch {i} ({time.time() - start:.0f} s)", end="",
           file=sys.stderr, flush=True)
 
-  result = evaluation.evaluate(dre, cls_vars, gen_vars, batches,
+  result = evaluation.evaluate(dre, classifier, gen_vars, batches,
                                num_steps=_STEPS.value,
                                max_batches=_MAX_BATCHES.value or None,
                                progress=progress)

@@ -23,17 +23,18 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
+from dre_jax.classifier import Classifier  # noqa: E402
 from dre_jax.estimator import DRE  # noqa: E402
 
 
 def run(arch: str, size: int, batch: int, reps: int) -> dict:
   dre = DRE.create(arch, num_classes=1000)
-  cls_vars = dre.init_classifier(jax.random.key(0), size)
+  cls_vars = Classifier.init(arch, jax.random.key(0), num_classes=1000,
+                             image_size=size)
   gen_vars = dre.init_generator(jax.random.key(1), cls_vars, size)
   images = jax.random.uniform(jax.random.key(2), (batch, size, size, 3))
 
-  classify = jax.jit(lambda v, x: dre.classifier.apply(
-      v, dre.spec.preprocess(x), train=False)[0])
+  classify = jax.jit(lambda c, x: c.logits(x))
   explain = jax.jit(dre.explain)
   f_cls = common.flops(classify, cls_vars, images)
   f_dre = common.flops(explain, cls_vars, gen_vars, images)

@@ -29,6 +29,7 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
+from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.perturbation import BackgroundConfig
 from dre_jax.training import trainer
@@ -47,16 +48,17 @@ def main(argv=None):
 
   dre = DRE.create(args.arch, num_classes=1000)
   size, n = args.image_size, args.batch_size
-  classifier = dre.init_classifier(jax.random.key(0), size)
+  classifier = Classifier.init(args.arch, jax.random.key(0), num_classes=1000,
+                               image_size=size)
   generator = dre.init_generator(jax.random.key(1), classifier, size)
   images = jnp.asarray(np.random.RandomState(0).rand(n, size, size, 3),
                        jnp.float32)
   batch = {"image": images, "label": jnp.zeros((n,), jnp.int32)}
 
-  def classifier_step(variables, images):
+  def classifier_step(clf, images):
     """Forward + input gradient: d CE(f(I), argmax f(I)) / d I."""
     def loss(x):
-      logits, _ = dre.classify(variables, x)
+      logits = clf.logits(x)
       t = jax.lax.stop_gradient(jnp.argmax(logits, -1))
       return optax.softmax_cross_entropy_with_integer_labels(logits, t).sum()
     return jax.grad(loss)(images)

@@ -6,8 +6,9 @@
     M = upsample(Z)                     bilinear, half-pixel centres
     loss = CE(f(psi(I, M)), t)          Eq. 9, psi of Eq. 1
 
-The classifier (encoder E and head f) is frozen: it runs in inference mode and no
-gradient reaches its parameters.
+The classifier (encoder E and head f) is the frozen `dre_jax.classifier.Classifier`
+that every explainer shares: it runs in inference mode and no gradient reaches
+its parameters.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from dre_jax import controller
 from dre_jax import perturbation
+from dre_jax.classifier import Classifier
 from dre_jax.generator import MaskGenerator, class_embeddings, embedding_loss
 from dre_jax.models import registry
 
@@ -35,14 +36,14 @@ def upsample_masks(z: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class DRE:
-  """A frozen classifier with its mask generator and controller.
+  """The mask generator and controller of one classifier architecture.
 
-  Build it with `DRE.create("resnet50", num_classes=1000)`. All methods are pure
-  functions of the variables passed in; jit them (`jax.jit(dre.explain)`).
+  Build it with `DRE.create("resnet50", num_classes=1000)`. Every method is a pure
+  function of the frozen classifier (`dre_jax.classifier.Classifier`, a pytree)
+  and the generator variables passed in; jit them (`jax.jit(dre.explain)`).
   """
 
   spec: registry.ClassifierSpec
-  classifier: nn.Module
   generator: MaskGenerator
   eta: float = controller.ETA
   h: float = controller.H
@@ -55,7 +56,6 @@ class DRE:
     spec = registry.get(spec) if isinstance(spec, str) else spec
     return cls(
         spec=spec,
-        classifier=spec.build(num_classes=num_classes, dtype=dtype),
         generator=MaskGenerator(
             num_classes=num_classes,
             widths=tuple(widths or spec.generator_widths),
@@ -70,30 +70,14 @@ class DRE:
           f"strides 4-32), got {images.shape[1]}x{images.shape[2]}; resize or crop "
           "the images")
 
-  def init_classifier(self, key: jax.Array, image_size: int | None = None) -> Variables:
-    """Random classifier variables (use converted weights for real work)."""
-    size = image_size or self.spec.input_size
-    return self.classifier.init(key, jnp.zeros((1, size, size, 3)), train=False)
-
-  def init_generator(self, key: jax.Array, classifier_variables: Variables,
+  def init_generator(self, key: jax.Array, classifier: Classifier,
                      image_size: int | None = None) -> Variables:
     """Generator variables {"params", "batch_stats"} for taps of this classifier."""
     size = image_size or self.spec.input_size
     images = jnp.zeros((1, size, size, 3), jnp.float32)
-    _, taps = jax.eval_shape(self.classify, classifier_variables, images)
+    taps = jax.eval_shape(classifier.taps, images)
     taps = [jnp.zeros(t.shape, t.dtype) for t in taps]
     return self.generator.init(key, taps, jnp.zeros((1,), jnp.int32), train=False)
-
-  def classify(self, classifier_variables: Variables, images: jnp.ndarray):
-    """Frozen forward pass: images [N, H, W, 3] in [0, 1] -> (logits [N, K], taps).
-
-    taps: the 4 feature maps at strides (4, 8, 16, 32), without gradient.
-    """
-    logits, features = self.classifier.apply(
-        jax.lax.stop_gradient(classifier_variables), self.spec.preprocess(images),
-        train=False)
-    taps = tuple(jax.lax.stop_gradient(features[n]) for n in self.spec.tap_names)
-    return logits, taps
 
   def masks_from_taps(self, generator_variables: Variables, taps, target,
                       size: tuple[int, int], train: bool = False):
@@ -110,11 +94,12 @@ class DRE:
     masks = upsample_masks(z, size)
     return (masks, updates["batch_stats"]) if train else masks
 
-  def explain(self, classifier_variables: Variables, generator_variables: Variables,
+  def explain(self, classifier: Classifier, generator_variables: Variables,
               images: jnp.ndarray, target: jnp.ndarray | None = None):
     """One-pass explanation.
 
     Args:
+      classifier: the frozen classifier the generator was trained for.
       images: [N, H, W, 3] float32 in [0, 1], H and W multiples of 32.
       target: [N] int classes to explain; default the classifier's argmax t.
 
@@ -122,14 +107,14 @@ class DRE:
       (masks [N, H, W] float32 in (0, 1), target [N] int32)
     """
     self.check_images(images)
-    logits, taps = self.classify(classifier_variables, images)
+    logits, taps = classifier.logits_and_taps(images)
     if target is None:
       target = jnp.argmax(logits, axis=-1)
-    target = target.astype(jnp.int32)
+    target = jnp.asarray(target).astype(jnp.int32)
     return self.masks_from_taps(generator_variables, taps, target,
                                 images.shape[1:3]), target
 
-  def loss(self, generator_params, generator_state, classifier_variables: Variables,
+  def loss(self, generator_params, generator_state, classifier: Classifier,
            images: jnp.ndarray, key: jax.Array,
            backgrounds: perturbation.BackgroundConfig = perturbation.BackgroundConfig()):
     """Eq. 9: CE(f(psi(I, M)), t) with t = argmax f(I), M from the generator in train mode.
@@ -141,28 +126,26 @@ class DRE:
       images still classified as t, "mask_mean": mean of M}.
     """
     self.check_images(images)
-    logits, taps = self.classify(classifier_variables, images)
+    logits, taps = classifier.logits_and_taps(images)
     target = jnp.argmax(logits, axis=-1)
     masks, new_state = self.masks_from_taps(
         {"params": generator_params, "batch_stats": generator_state}, taps, target,
         images.shape[1:3], train=True)
     perturbed = perturbation.training_perturbation(key, images, masks, backgrounds)
-    logits_p, _ = self.classifier.apply(
-        jax.lax.stop_gradient(classifier_variables),
-        self.spec.preprocess(perturbed), train=False)
+    logits_p = classifier.logits(perturbed)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits_p, target).mean()
     aux = {"accuracy": jnp.mean(jnp.argmax(logits_p, -1) == target),
            "mask_mean": jnp.mean(masks)}
     return loss, (new_state, aux)
 
-  def embedding_loss(self, generator_params, classifier_variables: Variables,
+  def embedding_loss(self, generator_params, classifier: Classifier,
                      images: jnp.ndarray, key: jax.Array, fake_prob: float = 0.5):
     """Stage 1, Eq. 4: the spatial filter's embeddings with true and fake labels.
 
     Each image gets its predicted class t (true label) or, with probability
     `fake_prob`, a uniformly drawn other class (fake label).
     """
-    logits, taps = self.classify(classifier_variables, images)
+    logits, taps = classifier.logits_and_taps(images)
     t = jnp.argmax(logits, axis=-1)
     num_classes = logits.shape[-1]
     k_fake, k_shift = jax.random.split(key)

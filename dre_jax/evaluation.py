@@ -15,16 +15,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from dre_jax import atomic, controller, metrics
+from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 
 
 def make_eval_step(dre: DRE, num_steps: int = 32, steps_per_call: int = 4):
-  """A jitted (classifier_variables, generator_variables, images, box_masks) -> dict."""
+  """A jitted (classifier, generator_variables, images, box_masks) -> dict."""
 
-  def step(cls_vars, gen_vars, images, box_masks):
-    masks, target = dre.explain(cls_vars, gen_vars, images)
-    probability = metrics.softmax_probability(lambda x: dre.classify(cls_vars, x)[0])
-    curve = metrics.insertion_curve(probability, images, masks, target,
+  def step(classifier, gen_vars, images, box_masks):
+    masks, target = dre.explain(classifier, gen_vars, images)
+    curve = metrics.insertion_curve(classifier.probability, images, masks, target,
                                     num_steps=num_steps, steps_per_call=steps_per_call)
     return {"masks": masks, "target": target, "curve": curve,
             "faithfulness": metrics.faithfulness(curve),
@@ -33,7 +33,7 @@ def make_eval_step(dre: DRE, num_steps: int = 32, steps_per_call: int = 4):
   return jax.jit(step)
 
 
-def evaluate(dre: DRE, classifier_variables, generator_variables,
+def evaluate(dre: DRE, classifier: Classifier, generator_variables,
              batches: Iterable[dict], *, num_steps: int = 32, steps_per_call: int = 4,
              max_batches: int | None = None, progress=None) -> dict:
   """Mean M_F, M_E (where boxes exist) and mask skewness over the batches.
@@ -55,7 +55,7 @@ def evaluate(dre: DRE, classifier_variables, generator_variables,
     has_boxes = "box_mask" in batch
     boxes = jnp.asarray(batch["box_mask"]) if has_boxes else jnp.ones(images.shape[:3])
     valid = np.asarray(batch.get("valid", np.ones(images.shape[0])), bool)
-    out = jax.device_get(step(classifier_variables, generator_variables, images, boxes))
+    out = jax.device_get(step(classifier, generator_variables, images, boxes))
     per_image = {"faithfulness": out["faithfulness"],
                  "skewness": controller.skewness(out["masks"])}
     if has_boxes:

@@ -97,11 +97,3 @@ def explainability(masks: jnp.ndarray, box_masks: jnp.ndarray) -> jnp.ndarray:
   total = hits[:, -1]
   ap = jnp.sum(precision * relevant, axis=1) / total
   return jnp.where(total > 0, 100.0 * ap, jnp.nan)
-
-
-def softmax_probability(logits_fn: Callable[[jnp.ndarray], jnp.ndarray]):
-  """Turns images -> logits into the (images, target) -> p_t that Eq. 10 reads."""
-  def probability(images, target):
-    p = jax.nn.softmax(logits_fn(images), axis=-1)
-    return jnp.take_along_axis(p, target[:, None], axis=1)[:, 0]
-  return probability

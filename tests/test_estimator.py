@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from dre_jax import controller
+from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE, upsample_masks
 
 SIZE = 96  # not 64: XLA CPU convs on 2x2 maps are very slow
@@ -15,7 +16,8 @@ SIZE = 96  # not 64: XLA CPU convs on 2x2 maps are very slow
 @pytest.fixture(scope="module")
 def setup():
   dre = DRE.create("tiny_cnn", num_classes=10)
-  cls_vars = dre.init_classifier(jax.random.key(0), SIZE)
+  cls_vars = Classifier.init("tiny_cnn", jax.random.key(0), num_classes=10,
+                             image_size=SIZE)
   gen_vars = dre.init_generator(jax.random.key(1), cls_vars, SIZE)
   images = jax.random.uniform(jax.random.key(2), (4, SIZE, SIZE, 3))
   return dre, cls_vars, gen_vars, images
@@ -26,7 +28,7 @@ def test_explain_shapes_range_and_target(setup):
   masks, target = jax.jit(dre.explain)(cls_vars, gen_vars, images)
   assert masks.shape == (4, SIZE, SIZE) and masks.dtype == jnp.float32
   assert float(masks.min()) > 0 and float(masks.max()) < 1
-  logits, _ = dre.classify(cls_vars, images)
+  logits, _ = cls_vars.logits_and_taps(images)
   np.testing.assert_array_equal(np.asarray(target), np.argmax(logits, -1))
   # An explicit target is used as given.
   _, t2 = dre.explain(cls_vars, gen_vars, images, jnp.array([1, 2, 3, 4]))
@@ -36,7 +38,7 @@ def test_explain_shapes_range_and_target(setup):
 def test_explain_is_controller_then_bilinear_upsampling(setup):
   dre, cls_vars, gen_vars, images = setup
   masks, target = dre.explain(cls_vars, gen_vars, images)
-  _, taps = dre.classify(cls_vars, images)
+  _, taps = cls_vars.logits_and_taps(images)
   x = dre.generator.apply(gen_vars, taps, target)
   assert x.shape == (4, SIZE // 4, SIZE // 4)
   z = controller.distribution_controller(x)
@@ -66,7 +68,7 @@ def test_gradients_reach_every_generator_parameter_and_no_classifier_one(setup):
   # The embedding table only gets gradient in the rows of the predicted classes.
   assert all("embedding" in p for p in dead), dead
   emb = np.asarray(g_gen["spatial_filter"]["embedding"])
-  target = np.argmax(np.asarray(dre.classify(cls_vars, images)[0]), -1)
+  target = np.argmax(np.asarray(cls_vars.logits(images)), -1)
   assert np.any(emb[target], axis=1).all()
   assert all(not np.any(np.asarray(g)) for g in jax.tree.leaves(g_cls))
 
@@ -77,11 +79,11 @@ def test_eq9_is_cross_entropy_on_the_perturbed_image(setup):
   key = jax.random.key(5)
   loss, (_, aux) = dre.loss(gen_vars["params"], gen_vars["batch_stats"], cls_vars,
                             images, key)
-  logits, taps = dre.classify(cls_vars, images)
+  logits, taps = cls_vars.logits_and_taps(images)
   t = jnp.argmax(logits, -1)
   masks, _ = dre.masks_from_taps(gen_vars, taps, t, (SIZE, SIZE), train=True)
   perturbed = perturbation.training_perturbation(key, images, masks)
-  logits_p, _ = dre.classify(cls_vars, perturbed)
+  logits_p, _ = cls_vars.logits_and_taps(perturbed)
   logp = jax.nn.log_softmax(logits_p)
   expected = -np.mean(np.asarray(logp)[np.arange(4), np.asarray(t)])
   assert float(loss) == pytest.approx(expected, rel=1e-5)

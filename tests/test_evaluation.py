@@ -4,12 +4,14 @@ import jax
 import numpy as np
 
 from dre_jax import evaluation
+from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 
 
 def test_evaluate_counts_valid_images_and_writes_a_figure(tmp_path):
   dre = DRE.create("tiny_cnn", num_classes=10)
-  cls_vars = dre.init_classifier(jax.random.key(0), 64)
+  cls_vars = Classifier.init("tiny_cnn", jax.random.key(0), num_classes=10,
+                             image_size=64)
   gen_vars = dre.init_generator(jax.random.key(1), cls_vars, 64)
   rng = np.random.default_rng(0)
   box = np.zeros((3, 64, 64), np.float32)

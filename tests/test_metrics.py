@@ -73,12 +73,6 @@ def test_default_baseline_is_the_blurred_image_and_ends_clean():
   assert float(curve[0, -1]) == pytest.approx(float(jnp.mean(images)), rel=1e-5)
 
 
-def test_softmax_probability_reads_the_target():
-  logits = jnp.array([[0.0, jnp.log(3.0)], [0.0, 0.0]])
-  p = metrics.softmax_probability(lambda x: logits)(None, jnp.array([1, 0]))
-  np.testing.assert_allclose(np.asarray(p), [0.75, 0.5], rtol=1e-6)
-
-
 def test_shape_errors():
   with pytest.raises(ValueError, match="differ in shape"):
     metrics.explainability(jnp.zeros((1, 4, 4)), jnp.zeros((1, 4, 5)))

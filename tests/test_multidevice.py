@@ -35,6 +35,7 @@ def _summary(workdir):
 STEPS_SCRIPT = r"""
 import functools
 import jax, numpy as np, optax
+from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.perturbation import BackgroundConfig
 from dre_jax.training import parallel, trainer
@@ -42,23 +43,24 @@ from dre_jax.training import parallel, trainer
 assert jax.device_count() == 8
 mesh = parallel.make_mesh()
 dre = DRE.create("tiny_cnn", 4)
-cls = dre.init_classifier(jax.random.key(0), 32)
-gen = dre.init_generator(jax.random.key(1), cls, 32)
+clf = Classifier.init("tiny_cnn", jax.random.key(0), num_classes=4, image_size=32)
+cls = clf.variables
+gen = dre.init_generator(jax.random.key(1), clf, 32)
 rng = np.random.RandomState(0)
 batches = [{"image": rng.rand(8, 32, 32, 3).astype(np.float32),
             "label": rng.randint(0, 4, 8).astype(np.int32)} for _ in range(3)]
 tx = optax.sgd(0.1, momentum=0.9)
 sched = optax.constant_schedule(0.1)
 steps = {
-    "classifier": (functools.partial(trainer.classifier_step, module=dre.classifier,
+    "classifier": (functools.partial(trainer.classifier_step, module=clf.module,
                                      spec=dre.spec, tx=tx, schedule=sched, seed=0),
                    cls, None),
     "embeddings": (functools.partial(trainer.embeddings_step, dre=dre, tx=tx,
                                      schedule=sched, fake_prob=0.5, seed=0),
-                   gen, cls),
+                   gen, clf),
     "dre": (functools.partial(trainer.dre_step, dre=dre, tx=tx, schedule=sched,
                               backgrounds=BackgroundConfig(), seed=0),
-            gen, cls),
+            gen, clf),
 }
 for name, (step, variables, frozen) in steps.items():
   state = trainer.init_state(variables["params"], variables["batch_stats"], tx)

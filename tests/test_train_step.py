@@ -18,6 +18,7 @@ import optax
 import pytest
 import tensorflow_datasets as tfds
 
+from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.perturbation import BackgroundConfig
 from dre_jax.training import input as input_lib
@@ -92,7 +93,8 @@ def _stage2_step(dre, classifier_variables, batch, size):
                                   "efficientnet_lite0", "tiny_cnn"])
 def test_stage2_step_moves_the_generator_but_not_the_embeddings(arch, batch):
   dre = DRE.create(arch, num_classes=10)
-  classifier_variables = dre.init_classifier(jax.random.key(0), 64)
+  classifier_variables = Classifier.init(arch, jax.random.key(0),
+                                        num_classes=10, image_size=64)
   state, new_state, metrics = _stage2_step(dre, classifier_variables, batch, 64)
   assert np.isfinite(metrics["loss"]) and metrics["loss"] > 0
   assert 0 <= metrics["accuracy"] <= 1 and 0 < metrics["mask_mean"] < 1
@@ -109,7 +111,8 @@ def test_stage2_step_moves_the_generator_but_not_the_embeddings(arch, batch):
 
 def test_stage1_step_moves_only_the_embeddings_of_the_batch(batch):
   dre = DRE.create("tiny_cnn", num_classes=10)
-  classifier_variables = dre.init_classifier(jax.random.key(0), 64)
+  classifier_variables = Classifier.init("tiny_cnn", jax.random.key(0),
+                                        num_classes=10, image_size=64)
   gen = dre.init_generator(jax.random.key(1), classifier_variables, 64)
   schedule = optax.constant_schedule(1e-3)
   tx = trainer._masked(optax.adam(schedule), train_embeddings=True)  # pylint: disable=protected-access
@@ -132,8 +135,9 @@ def test_stage1_step_moves_only_the_embeddings_of_the_batch(batch):
 
 def test_classifier_step_learns_the_batch(batch):
   dre = DRE.create("tiny_cnn", num_classes=10)
-  module, spec = dre.classifier, dre.spec
-  variables = dre.init_classifier(jax.random.key(0), 64)
+  classifier = Classifier.init("tiny_cnn", jax.random.key(0), num_classes=10,
+                               image_size=64)
+  module, spec, variables = classifier.module, classifier.spec, classifier.variables
   schedule = optax.constant_schedule(0.05)
   tx = optax.sgd(schedule, momentum=0.9)
   state = trainer.init_state(variables["params"], variables["batch_stats"], tx)

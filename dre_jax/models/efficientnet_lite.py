@@ -112,10 +112,10 @@ class EfficientNetLite0(nn.Module):
         x = MBConv(width, kernel, stride if repeat == 0 else 1, expand,
                    self.dtype, name=f"_blocks.{index}")(x, train)
         index += 1
-      taps[f"stage{stage + 1}"] = x
+      x = layers.tap(self, taps, f"stage{stage + 1}", x)
     x = _conv(HEAD_WIDTH, 1, self.dtype, "_conv_head")(x)
     x = nn.relu6(_batch_norm(train, self.dtype, "_bn1")(x))
-    taps["head"] = x
+    x = layers.tap(self, taps, "head", x)
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name="_fc")(
         jnp.mean(x, axis=(1, 2)))
     return logits.astype(jnp.float32), taps
@@ -129,6 +129,7 @@ EFFICIENTNET_LITE0 = registry.register(registry.ClassifierSpec(
     mean=(127 / 255,) * 3,
     std=(128 / 255,) * 3,
     input_size=224,
+    head_name="_fc",
 ))
 
 

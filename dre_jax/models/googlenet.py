@@ -135,12 +135,13 @@ class GoogLeNet(nn.Module):
     x = layers.max_pool(x, 3, stride=2, ceil_mode=True)
     x = stem(64, 1, "conv2")(x, train)
     x = stem(192, 3, "conv3")(x, train)
-    taps = {"conv3": x}
+    taps = {}
+    x = layers.tap(self, taps, "conv3", x)
     x = layers.max_pool(x, 3, stride=2, ceil_mode=True)
     for stage, blocks in enumerate(_INCEPTION_STAGES):
       for name, channels in blocks.items():
         x = Inception(*channels, dtype=self.dtype, name=name)(x, train)
-      taps[name] = x
+      x = layers.tap(self, taps, name, x)
       if stage < len(_STAGE_POOLS):
         x = layers.max_pool(x, _STAGE_POOLS[stage], stride=2, ceil_mode=True)
     x = jnp.mean(x, axis=(1, 2))

@@ -22,6 +22,20 @@ def check_images(x: jnp.ndarray, model: str) -> None:
         "and add a batch axis to a single image.")
 
 
+def tap(module: nn.Module, taps: dict, name: str, x: jnp.ndarray) -> jnp.ndarray:
+  """Records `x` as the feature tap `name` and returns the value to continue with.
+
+  Outside `init` the value goes through Flax's `perturb` (collection
+  "perturbations", variable `tap_<name>`): without that collection it is a no-op;
+  with it, the model continues from `x + delta`, so the gradient with respect to
+  `delta` is the gradient with respect to the tap (`dre_jax.classifier`).
+  """
+  if not module.is_initializing():
+    x = module.perturb(f"tap_{name}", x)
+  taps[name] = x
+  return x
+
+
 def conv(features: int, kernel_size: int, *, stride: int = 1,
          padding: int = 0, use_bias: bool = False, dtype=jnp.float32,
          name: str) -> nn.Conv:

@@ -44,6 +44,8 @@ class ClassifierSpec:
       of the same tensor, e.g. `"layer1.0.conv1.weight"`; the default joins the
       module names with "." and renames the leaf (kernel/scale -> weight,
       mean -> running_mean, var -> running_var).
+    head_name: the output Dense layer's module name (its bias size is the
+      number of classes).
     torch_ignore: prefixes of PyTorch keys that have no Flax counterpart and
       are skipped on import (e.g. GoogLeNet's auxiliary heads).
   """
@@ -57,6 +59,7 @@ class ClassifierSpec:
   input_size: int = 224
   torch_key: Callable[[tuple[str, ...]], str] = None  # type: ignore[assignment]
   torch_ignore: tuple[str, ...] = ()
+  head_name: str = "fc"
 
   def __post_init__(self):
     if self.torch_key is None:

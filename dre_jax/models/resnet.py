@@ -107,7 +107,7 @@ class ResNet(nn.Module):
             stride=2 if stage > 0 and block == 0 else 1,
             bottleneck=self.bottleneck, dtype=self.dtype,
             name=f"layer{stage + 1}.{block}")(x, train)
-      taps[f"layer{stage + 1}"] = x
+      x = layers.tap(self, taps, f"layer{stage + 1}", x)
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(
         jnp.mean(x, axis=(1, 2)))
     return logits.astype(jnp.float32), taps

@@ -11,6 +11,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dre_jax.models import layers
 from dre_jax.models import registry
 
 
@@ -32,7 +33,7 @@ class TinyCNN(nn.Module):
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                        epsilon=1e-5, dtype=self.dtype, name=f"bn{i + 1}")(x)
       x = nn.relu(x)
-      taps[f"stage{i + 1}"] = x
+      x = layers.tap(self, taps, f"stage{i + 1}", x)
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(
         jnp.mean(x, axis=(1, 2)))
     return logits.astype(jnp.float32), taps

@@ -60,9 +60,9 @@ class VGG(nn.Module):
         x = layers.conv(width, 3, padding=1, use_bias=True, dtype=self.dtype,
                         name=f"conv{stage}_{i}")(x)
         x = nn.relu(x)
-      taps[f"conv{stage}_{len(widths)}"] = x
+      x = layers.tap(self, taps, f"conv{stage}_{len(widths)}", x)
       x = layers.max_pool(x, 2, stride=2)
-    taps[f"pool{len(self.stages)}"] = x
+    x = layers.tap(self, taps, f"pool{len(self.stages)}", x)
     x = layers.adaptive_avg_pool(x, (7, 7))
     # torch flattens NCHW: the fc6 weight expects (C, H, W) order.
     x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
@@ -99,4 +99,5 @@ VGG19 = registry.register(registry.ClassifierSpec(
     tap_names=("conv3_4", "conv4_4", "conv5_4", "pool5"),
     generator_widths=(64, 128, 256),
     torch_key=functools.partial(vgg_torch_key, stages=VGG19_STAGES),
+    head_name="fc8",
 ))

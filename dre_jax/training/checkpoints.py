@@ -31,6 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from dre_jax import atomic
+from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.models import convert
 
@@ -110,11 +111,11 @@ def has_estimator(workdir: str) -> bool:
 
 
 def load_estimator(workdir: str, dtype=jnp.float32
-                   ) -> tuple[DRE, Any, Any, dict[str, Any]]:
-  """What `train.py` trained: `(dre, classifier_variables, generator_variables, meta)`.
+                   ) -> tuple[DRE, Classifier, Any, dict[str, Any]]:
+  """What `train.py` trained: `(dre, classifier, generator_variables, meta)`.
 
-  Use as `masks, target = jax.jit(dre.explain)(classifier_variables,
-  generator_variables, images)`.
+  Use as `masks, target = jax.jit(dre.explain)(classifier, generator_variables,
+  images)`.
   """
   workdir = os.path.abspath(workdir)
   meta_path = os.path.join(workdir, ESTIMATOR_DIR, _ESTIMATOR_FILE)
@@ -129,14 +130,16 @@ def load_estimator(workdir: str, dtype=jnp.float32
   dre = DRE.create(spec, meta["num_classes"], upsample=meta["upsample"],
                    widths=tuple(meta["widths"]), eta=meta["eta"], h=meta["h"],
                    dtype=dtype)
+  classifier = Classifier.create(spec, classifier_variables,
+                                 num_classes=meta["num_classes"], dtype=dtype)
   target = jax.eval_shape(
       functools.partial(dre.init_generator, image_size=meta["image_size"]),
-      jax.random.key(0), classifier_variables)
+      jax.random.key(0), classifier)
   with ocp.StandardCheckpointer() as checkpointer:
     generator_variables = checkpointer.restore(
         os.path.join(workdir, ESTIMATOR_DIR, _VARIABLES_DIR),
         jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), target))
-  return dre, classifier_variables, generator_variables, meta
+  return dre, classifier, generator_variables, meta
 
 
 def write_json(directory: str, name: str, value: Any) -> None:

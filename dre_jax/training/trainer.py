@@ -33,6 +33,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.models import convert
 from dre_jax.models import pth
@@ -125,25 +126,25 @@ def classifier_step(state: State, batch, frozen, *, module, spec, tx, schedule,
                      "learning_rate": schedule(state["step"])}
 
 
-def embeddings_step(state: State, batch, classifier_variables, *, dre: DRE, tx,
+def embeddings_step(state: State, batch, classifier: Classifier, *, dre: DRE, tx,
                     schedule, fake_prob: float, seed: int) -> tuple[State, dict]:
   """Stage 1, Eq. 4: only the embedding table moves (the others are masked)."""
   key = _step_key(seed, 1, state["step"])
   loss, grads = jax.value_and_grad(dre.embedding_loss)(
-      state["params"], classifier_variables, batch["image"], key, fake_prob)
+      state["params"], classifier, batch["image"], key, fake_prob)
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
   new_state = {**state, "params": optax.apply_updates(state["params"], updates),
                "opt_state": opt_state, "step": state["step"] + 1}
   return new_state, {"loss": loss, "learning_rate": schedule(state["step"])}
 
 
-def dre_step(state: State, batch, classifier_variables, *, dre: DRE, tx,
+def dre_step(state: State, batch, classifier: Classifier, *, dre: DRE, tx,
              schedule, backgrounds: BackgroundConfig, seed: int
              ) -> tuple[State, dict]:
   """Stage 2, Eq. 9: the generator except the embeddings, t = argmax f(I)."""
   key = _step_key(seed, 2, state["step"])
   (loss, (batch_stats, aux)), grads = jax.value_and_grad(dre.loss, has_aux=True)(
-      state["params"], state["batch_stats"], classifier_variables,
+      state["params"], state["batch_stats"], classifier,
       batch["image"], key, backgrounds)
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
   new_state = {"params": optax.apply_updates(state["params"], updates),
@@ -410,10 +411,11 @@ def estimator_stages(config, workdir: str, mesh, writer, dtype) -> dict:
   num_classes = module.num_classes
   dre = make_dre(config, spec, num_classes, dtype)
   size = config.dataset.image_size
+  classifier = Classifier.create(spec, classifier_variables,
+                                 num_classes=num_classes, dtype=dtype)
   generator = dre.init_generator(
-      jax.random.fold_in(jax.random.key(config.seed), 101),
-      classifier_variables, size)
-  frozen = parallel.replicate(mesh, classifier_variables)
+      jax.random.fold_in(jax.random.key(config.seed), 101), classifier, size)
+  frozen = parallel.replicate(mesh, classifier)
   summary = {}
 
   e = config.embeddings

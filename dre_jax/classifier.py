@@ -1,0 +1,172 @@
+"""The frozen classifier f that DRE, every explainer and the metrics share.
+
+A `Classifier` is one value: the architecture's spec (preprocessing, tap names),
+the Flax module and its variables. It is a JAX pytree whose only leaves are the
+variables, so it passes through `jax.jit`, `vmap` and `shard_map` like an array:
+
+    clf = Classifier.create("resnet50", variables)
+    logits = clf.logits(images)                  # [N, K]
+    p_t = clf.probability(images, target)        # [N], softmax of the target
+    taps = clf.taps(images)                      # the 4 generator taps
+    value, head = clf.logits_from_tap(images, "layer4")
+    grad = jax.grad(lambda a: head(a)[jnp.arange(n), t].sum())(value)
+
+It is frozen: batch norm uses its running statistics (inference mode) and the
+variables pass through `stop_gradient`, so no gradient ever reaches them.
+Gradients with respect to the images and to any tap exist; the tap gradient uses
+Flax's `perturb` (`dre_jax.models.layers.tap`): the forward pass continues from
+`tap + delta` and d logits / d delta at delta = 0 is d logits / d tap.
+
+images are always [N, H, W, 3] float in [0, 1]; the classifier applies its own
+preprocessing (`mean`, `std`, by default the architecture's).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from dre_jax.models import registry
+
+Variables = Any
+
+
+class Classifier(flax.struct.PyTreeNode):
+  """A frozen classifier: `spec`, `module` (static) and `variables` (the leaves).
+
+  Build with `Classifier.create(spec_or_name, variables)` or, for tests with
+  random weights, `Classifier.init(spec_or_name, key)`.
+  """
+
+  spec: registry.ClassifierSpec = flax.struct.field(pytree_node=False)
+  module: nn.Module = flax.struct.field(pytree_node=False)
+  variables: Variables
+  mean: tuple[float, float, float] = flax.struct.field(pytree_node=False, default=None)
+  std: tuple[float, float, float] = flax.struct.field(pytree_node=False, default=None)
+
+  @classmethod
+  def create(cls, spec: str | registry.ClassifierSpec, variables: Variables, *,
+             num_classes: int | None = None, dtype=jnp.float32,
+             mean: tuple[float, float, float] | None = None,
+             std: tuple[float, float, float] | None = None) -> "Classifier":
+    """The classifier of `spec` with `variables` ({"params", "batch_stats"}).
+
+    num_classes: the head size; default read from the variables.
+    mean, std: override the architecture's preprocessing (e.g. (0.5,) * 3 and
+      (0.5,) * 3 for images scaled to [-1, 1]).
+    """
+    spec = registry.get(spec) if isinstance(spec, str) else spec
+    if num_classes is None:
+      num_classes = _head_size(spec, variables)
+    return cls(spec=spec, module=spec.build(num_classes=num_classes, dtype=dtype),
+               variables=variables, mean=tuple(mean or spec.mean),
+               std=tuple(std or spec.std))
+
+  @classmethod
+  def init(cls, spec: str | registry.ClassifierSpec, key: jax.Array, *,
+           num_classes: int = 1000, image_size: int | None = None,
+           dtype=jnp.float32) -> "Classifier":
+    """Random weights (tests, or before fine-tuning)."""
+    spec = registry.get(spec) if isinstance(spec, str) else spec
+    size = image_size or spec.input_size
+    module = spec.build(num_classes=num_classes, dtype=dtype)
+    variables = module.init(key, jnp.zeros((1, size, size, 3)), train=False)
+    return cls(spec=spec, module=module, variables=variables,
+               mean=tuple(spec.mean), std=tuple(spec.std))
+
+  @property
+  def num_classes(self) -> int:
+    return _head_size(self.spec, self.variables)
+
+  @property
+  def tap_names(self) -> tuple[str, str, str, str]:
+    """The generator's taps at strides (4, 8, 16, 32); the last is the main flow."""
+    return self.spec.tap_names
+
+  def preprocess(self, images: jnp.ndarray) -> jnp.ndarray:
+    """images [N, H, W, 3] in [0, 1] -> the model's input space (float32)."""
+    images = jnp.asarray(images)
+    if not jnp.issubdtype(images.dtype, jnp.floating):
+      raise TypeError(
+          f"images must be float in [0, 1], got dtype {images.dtype}; convert "
+          "uint8 images with images.astype(np.float32) / 255")
+    mean = jnp.asarray(self.mean, jnp.float32)
+    std = jnp.asarray(self.std, jnp.float32)
+    return (images.astype(jnp.float32) - mean) / std
+
+  def forward(self, images: jnp.ndarray, perturbations: dict | None = None
+              ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+    """(logits [N, K] float32, every named feature map of the model).
+
+    perturbations: {tap name: delta} added to those taps (all others zero).
+    """
+    variables = jax.lax.stop_gradient(self.variables)
+    if perturbations:
+      deltas = self._zero_perturbations(images)
+      for name, delta in perturbations.items():
+        key = f"tap_{name}"
+        if key not in deltas:
+          raise KeyError(f"{self.spec.name} has no tap {name!r}; taps: "
+                         f"{', '.join(k[4:] for k in deltas)}")
+        deltas[key] = delta
+      variables = {**variables, "perturbations": deltas}
+    return self.module.apply(variables, self.preprocess(images), train=False)
+
+  def logits(self, images: jnp.ndarray) -> jnp.ndarray:
+    """[N, H, W, 3] in [0, 1] -> [N, K] float32 logits."""
+    return self.forward(images)[0]
+
+  def probability(self, images: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
+    """The softmax probability of class target[i] for image i: [N]."""
+    p = jax.nn.softmax(self.logits(images), axis=-1)
+    return jnp.take_along_axis(p, jnp.asarray(target)[:, None], axis=1)[:, 0]
+
+  def taps(self, images: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+    """The 4 generator taps (strides 4, 8, 16, 32), without gradient."""
+    return self.logits_and_taps(images)[1]
+
+  def logits_and_taps(self, images: jnp.ndarray):
+    """(logits [N, K], the 4 generator taps without gradient): one forward pass."""
+    logits, features = self.forward(images)
+    return logits, tuple(jax.lax.stop_gradient(features[n]) for n in self.tap_names)
+
+  def logits_from_tap(self, images: jnp.ndarray, tap: str | None = None
+                      ) -> tuple[jnp.ndarray, Callable[[jnp.ndarray], jnp.ndarray]]:
+    """(A, head): the tap's value A for these images and head(A') -> logits.
+
+    head(A') are the logits of the network continued from A' at the tap (the
+    layers before the tap run once on `images`), so `jax.grad` of a function
+    of head at A is the gradient with respect to the tap (Grad-CAM).
+    tap: a feature-map name of the model; default the main flow (stride 32).
+    """
+    tap = tap or self.tap_names[-1]
+    _, features = self.forward(images)
+    if tap not in features:
+      raise KeyError(f"{self.spec.name} has no tap {tap!r}; taps: "
+                     f"{', '.join(features)}")
+    value = jax.lax.stop_gradient(features[tap])
+
+    def head(a: jnp.ndarray) -> jnp.ndarray:
+      return self.forward(images, {tap: a - value})[0]
+
+    return value, head
+
+  def _zero_perturbations(self, images: jnp.ndarray) -> dict[str, jnp.ndarray]:
+    shapes = jax.eval_shape(
+        lambda v, x: self.module.apply(v, x, train=False)[1],
+        self.variables, jax.ShapeDtypeStruct(images.shape, jnp.float32))
+    return {f"tap_{k}": jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
+
+
+def _head_size(spec: registry.ClassifierSpec, variables: Variables) -> int:
+  """The number of classes: the size of the output layer's bias."""
+  try:
+    return int(variables["params"][spec.head_name]["bias"].shape[0])
+  except (KeyError, TypeError):
+    raise ValueError(
+        f"the variables have no output layer params/{spec.head_name}/bias: they "
+        f"are not {spec.name} variables") from None
