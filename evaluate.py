@@ -20,6 +20,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from dre_jax import cli
+
 from dre_jax import evaluation
 from dre_jax.data import pipelines
 from dre_jax.models import imagenet
@@ -82,4 +84,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

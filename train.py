@@ -18,6 +18,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from dre_jax import cli
+
 from dre_jax.training import checkpoints
 from dre_jax.training import config as config_lib
 from dre_jax.training import parallel
@@ -59,4 +61,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
