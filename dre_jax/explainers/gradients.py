@@ -1,0 +1,214 @@
+"""Gradient methods: vanilla gradient, SmoothGrad, Integrated Gradients.
+
+All three are sums of input gradients of the target's class score S_t over
+sample images x_s with weights w_s,
+
+    A(x) = sum_s w_s * dS_t(x_s)/dx,                                     (*)
+
+  vgrad  (Simonyan et al. 2014):     x_1 = x, w_1 = 1
+  smgrad (Smilkov et al. 2017, Eq. 3): x_s = x + N(0, sigma^2), w_s = 1/n
+  itgrad (Sundararajan et al. 2017, Eq. 3): x_s = x' + a_s (x - x'), w_s the
+         quadrature weights of the path integral over a in [0, 1], and the
+         attribution is (x - x') * A(x)
+
+computed by one function, `_gradient_sum`: all (sample, image) pairs of a
+batch run through the classifier in chunks of `batch_size` pairs inside one
+`lax.scan` (one compiled program, memory bounded by `batch_size` whatever the
+number of samples or images), each chunk's gradients added into its images'
+sums. A sample's noise or path point depends on the key and the sample index
+only, never on the image's position in the batch, so a batch gives the same
+maps as its images one at a time.
+
+The per-pixel map [N, H, W] reduces the 3 colour channels (`channels`):
+"max_abs" (Simonyan et al. Sec. 3.1: M_ij = max_c |w_ijc|), "abs_sum" (PAIR
+saliency's grayscale visualisation) or "sum" (signed; keeps IG's completeness:
+the map sums to S_t(x) - S_t(x')).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dre_jax.classifier import Classifier
+from dre_jax.explainers import registry
+
+REDUCTIONS = ("max_abs", "abs_sum", "sum")
+
+
+def reduce_channels(attribution: jnp.ndarray, channels: str) -> jnp.ndarray:
+  """[N, H, W, 3] -> [N, H, W] by `channels` (see the module docstring)."""
+  if channels == "max_abs":
+    return jnp.max(jnp.abs(attribution), axis=-1)
+  if channels == "abs_sum":
+    return jnp.sum(jnp.abs(attribution), axis=-1)
+  if channels == "sum":
+    return jnp.sum(attribution, axis=-1)
+  raise ValueError(f"channels must be one of {REDUCTIONS}, got {channels!r}")
+
+
+def _gradient_sum(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
+                  sample_fn, weights: np.ndarray, score: str,
+                  batch_size: int) -> jnp.ndarray:
+  """(*): sum_s weights[s] * dS_t(sample_fn(s, x))/dx for each image x: [N, H, W, 3].
+
+  sample_fn(s, x): sample index s (int32 scalar) and one image [H, W, 3] -> the
+  sample image [H, W, 3]; it must not depend on anything but s and x.
+  """
+  n = images.shape[0]
+  num_samples = len(weights)
+  total = num_samples * n
+  chunk = max(1, min(int(batch_size), total))
+  steps = math.ceil(total / chunk)
+  weights = jnp.asarray(weights, jnp.float32)
+
+  def score_sum(x, t, w):
+    return jnp.sum(w * registry.target_scores(classifier.logits(x), t, score))
+
+  def body(total_grad, c):
+    pair = c * chunk + jnp.arange(chunk)
+    valid = pair < total
+    pair = jnp.where(valid, pair, 0)
+    s, i = pair // n, pair % n
+    x = jax.vmap(sample_fn)(s, images[i])
+    w = jnp.where(valid, weights[s], 0.0)
+    g = jax.grad(score_sum)(x, target[i], w)
+    return total_grad.at[i].add(g), None
+
+  total_grad, _ = jax.lax.scan(body, jnp.zeros_like(images), jnp.arange(steps))
+  return total_grad
+
+
+def _vgrad_passes(**_) -> float:
+  return 1.0
+
+
+@registry.register("vgrad", passes=_vgrad_passes,
+                   reference="Simonyan, Vedaldi & Zisserman, ICLR workshop 2014")
+def vanilla_gradient(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
+                     key=None, *, score: str = "logit", channels: str = "max_abs",
+                     batch_size: int = 64) -> jnp.ndarray:
+  """Vanilla gradient: M_ij = max_c |dS_t/dI_ijc| (Simonyan et al. 2014, Sec. 3.1).
+
+  Settings (defaults and their sources):
+    score: "logit": the unnormalised class score S_t, as in Simonyan et al.
+      Sec. 3.1 ("probability" and "log_probability" are available).
+    channels: "max_abs", Simonyan et al. Sec. 3.1 (see `reduce_channels`).
+    batch_size: images per classifier pass (memory bound; not a paper setting).
+
+  Returns [N, H, W] float32 >= 0. One forward + backward pass per image.
+  """
+  del key
+  grad = _gradient_sum(classifier, images, target, lambda s, x: x,
+                       np.ones(1), score, batch_size)
+  return reduce_channels(grad, channels)
+
+
+def _smgrad_passes(*, samples: int, **_) -> float:
+  return float(samples)
+
+
+@registry.register("smgrad", passes=_smgrad_passes,
+                   reference="Smilkov, Thorat, Kim, Viegas & Wattenberg, 2017")
+def smooth_grad(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
+                key=None, *, samples: int = 50, noise: float = 0.15,
+                score: str = "logit", channels: str = "max_abs",
+                batch_size: int = 64) -> jnp.ndarray:
+  """SmoothGrad, Smilkov et al. 2017 Eq. 3: mean gradient over x + N(0, sigma^2).
+
+  sigma = noise * (max(x) - min(x)) of each image (Sec. 3: noise "as a fraction
+  of the input range"). The sample s draws its noise [H, W, 3] from
+  `fold_in(key, s)`, shared by the images of a batch (each image's estimate is
+  the same as when it is explained alone).
+
+  Settings (defaults and their sources):
+    samples: 50, the DRE paper's Table 2 (Smilkov et al. find n ~ 50 enough).
+    noise: 0.15, Smilkov et al. Sec. 3.1 (10-20% works best) and PAIR saliency's
+      `stdev_spread` default.
+    score, channels: as `vgrad`: the logit S_t and the max over channels of
+      |mean gradient| (the smoothed vanilla-gradient map).
+    batch_size: (sample, image) pairs per classifier pass (memory bound).
+
+  Returns [N, H, W] float32 >= 0. `samples` forward + backward passes per image.
+  """
+  key = registry.require_key("smgrad", key)
+  if samples < 1:
+    raise ValueError(f"smgrad needs samples >= 1, got {samples}")
+
+  def sample_fn(s, x):
+    sigma = noise * (jnp.max(x) - jnp.min(x))
+    eps = jax.random.normal(jax.random.fold_in(key, s), x.shape, x.dtype)
+    return x + sigma * eps
+
+  grad = _gradient_sum(classifier, images, target, sample_fn,
+                       np.full(samples, 1.0 / samples), score, batch_size)
+  return reduce_channels(grad, channels)
+
+
+def path_quadrature(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
+  """(alphas, weights) for int_0^1 g(a) da ~ sum_k weights[k] g(alphas[k]).
+
+  "riemann_right": a_k = k/m, k = 1..m, weights 1/m (Sundararajan et al. Eq. 3);
+  "riemann_trapezoid": a_k = k/(m-1), k = 0..m-1, trapezoid weights;
+  "gausslegendre": m-point Gauss-Legendre nodes on [0, 1] (Captum's default).
+  """
+  if steps < 1 or (method == "riemann_trapezoid" and steps < 2):
+    raise ValueError(f"itgrad needs steps >= 1 (>= 2 for the trapezoid), got {steps}")
+  if method == "riemann_right":
+    return np.arange(1, steps + 1) / steps, np.full(steps, 1.0 / steps)
+  if method == "riemann_trapezoid":
+    alphas = np.linspace(0.0, 1.0, steps)
+    weights = np.full(steps, 1.0 / (steps - 1))
+    weights[[0, -1]] /= 2
+    return alphas, weights
+  if method == "gausslegendre":
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    return (nodes + 1) / 2, weights / 2
+  raise ValueError(f"itgrad method must be 'riemann_right', 'riemann_trapezoid' or "
+                   f"'gausslegendre', got {method!r}")
+
+
+def _itgrad_passes(*, steps: int, **_) -> float:
+  return float(steps)
+
+
+@registry.register("itgrad", passes=_itgrad_passes,
+                   reference="Sundararajan, Taly & Yan, ICML 2017")
+def integrated_gradients(classifier: Classifier, images: jnp.ndarray,
+                         target: jnp.ndarray, key=None, *, steps: int = 200,
+                         baseline: float = 0.0, method: str = "riemann_right",
+                         score: str = "logit", channels: str = "sum",
+                         batch_size: int = 64) -> jnp.ndarray:
+  """Integrated Gradients, Sundararajan et al. 2017 Eqs. 1 and 3.
+
+      IG_i(x) = (x_i - x'_i) * int_0^1 dS_t(x' + a (x - x'))/dx_i da
+
+  with the integral as a quadrature over `steps` path points (`path_quadrature`).
+  Completeness (their Prop. 1): sum_i IG_i(x) = S_t(x) - S_t(x').
+
+  Settings (defaults and their sources):
+    steps: 200, the DRE paper's Table 2 (Sundararajan et al.: 20-300 steps).
+    baseline: 0.0, the black image (Sundararajan et al. Sec. 3, images); any
+      constant in [0, 1] pixel units.
+    method: "riemann_right", the Riemann sum of Sundararajan et al. Eq. 3
+      ("riemann_trapezoid" and Captum's default "gausslegendre" are available).
+    score: "logit", the class score S_t before the softmax.
+    channels: "sum" (signed sum over colour channels, so the map keeps
+      completeness; "abs_sum" and "max_abs" are available).
+    batch_size: (path point, image) pairs per classifier pass (memory bound).
+
+  Returns [N, H, W] float32, signed. `steps` forward + backward passes per image.
+  """
+  del key
+  alphas, weights = path_quadrature(steps, method)
+  alphas_j = jnp.asarray(alphas, jnp.float32)
+
+  def sample_fn(s, x):
+    return baseline + alphas_j[s] * (x - baseline)
+
+  grad = _gradient_sum(classifier, images, target, sample_fn, weights, score,
+                       batch_size)
+  return reduce_channels((images - baseline) * grad, channels)
