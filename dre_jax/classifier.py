@@ -17,8 +17,9 @@ Gradients with respect to the images and to any tap exist; the tap gradient uses
 Flax's `perturb` (`dre_jax.models.layers.tap`): the forward pass continues from
 `tap + delta` and d logits / d delta at delta = 0 is d logits / d tap.
 
-images are always [N, H, W, 3] float in [0, 1]; the classifier applies its own
-preprocessing (`mean`, `std`, by default the architecture's).
+images are always [N, H, W, 3] RGB, float in [0, 1] or uint8 in 0..255 (taken
+as x / 255, `dre_jax.validation`); the classifier applies its own preprocessing
+(`mean`, `std`, by default the architecture's).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from dre_jax import validation
 from dre_jax.models import registry
 
 Variables = Any
@@ -88,12 +90,12 @@ class Classifier(flax.struct.PyTreeNode):
     return self.spec.tap_names
 
   def preprocess(self, images: jnp.ndarray) -> jnp.ndarray:
-    """images [N, H, W, 3] in [0, 1] -> the model's input space (float32)."""
-    images = jnp.asarray(images)
-    if not jnp.issubdtype(images.dtype, jnp.floating):
-      raise TypeError(
-          f"images must be float in [0, 1], got dtype {images.dtype}; convert "
-          "uint8 images with images.astype(np.float32) / 255")
+    """[N, H, W, 3] float in [0, 1] or uint8 in 0..255 -> the model's input, float32.
+
+    Shape and dtype are checked at trace time (`validation.as_images`); values
+    are not (perturbed images may leave [0, 1]): `validation.check_images` does.
+    """
+    images = validation.as_images(images)
     mean = jnp.asarray(self.mean, jnp.float32)
     std = jnp.asarray(self.std, jnp.float32)
     return (images.astype(jnp.float32) - mean) / std
@@ -121,9 +123,13 @@ class Classifier(flax.struct.PyTreeNode):
     return self.forward(images)[0]
 
   def probability(self, images: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
-    """The softmax probability of class target[i] for image i: [N]."""
+    """The softmax probability of class target[i] for image i: [N].
+
+    target: [N] ints (or one int) in 0..K-1, checked by `validation.check_target`.
+    """
     p = jax.nn.softmax(self.logits(images), axis=-1)
-    return jnp.take_along_axis(p, jnp.asarray(target)[:, None], axis=1)[:, 0]
+    target = validation.check_target(target, p.shape[0], p.shape[-1])
+    return jnp.take_along_axis(p, target[:, None], axis=1)[:, 0]
 
   def taps(self, images: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
     """The 4 generator taps (strides 4, 8, 16, 32), without gradient."""

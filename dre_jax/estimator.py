@@ -22,6 +22,7 @@ import optax
 
 from dre_jax import controller
 from dre_jax import perturbation
+from dre_jax import validation
 from dre_jax.classifier import Classifier
 from dre_jax.generator import MaskGenerator, class_embeddings, embedding_loss
 from dre_jax.models import registry
@@ -100,17 +101,30 @@ class DRE:
 
     Args:
       classifier: the frozen classifier the generator was trained for.
-      images: [N, H, W, 3] float32 in [0, 1], H and W multiples of 32.
-      target: [N] int classes to explain; default the classifier's argmax t.
+      images: [N, H, W, 3] float in [0, 1], or uint8 in 0..255 (taken as
+        x / 255); H and W multiples of 32.
+      target: the classes to explain: [N] ints (a list, tuple or integer
+        array) or one int for all images; default the classifier's argmax t.
 
     Returns:
       (masks [N, H, W] float32 in (0, 1), target [N] int32)
+
+    Wrong inputs raise one error naming the fix (`dre_jax.validation`): shapes
+    and dtypes (a float target, a wrong length) at trace time, so also under
+    `jax.jit`; values (NaN or inf pixels, floats outside [0, 1], classes outside
+    0..K-1) when they are concrete, i.e. outside jit. To jit with the value
+    checks, use `validation.checked(dre.explain)` (jit + checkify, raises the
+    same ValueError); a plain `jax.jit(dre.explain)` skips them.
     """
+    images = validation.check_images(images)
     self.check_images(images)
+    if classifier.num_classes != self.generator.num_classes:
+      raise ValueError(
+          f"the generator was built for {self.generator.num_classes} classes, the "
+          f"classifier has {classifier.num_classes}; pass the classifier it was "
+          "trained for")
     logits, taps = classifier.logits_and_taps(images)
-    if target is None:
-      target = jnp.argmax(logits, axis=-1)
-    target = jnp.asarray(target).astype(jnp.int32)
+    target = validation.target_or_argmax(target, logits)
     return self.masks_from_taps(generator_variables, taps, target,
                                 images.shape[1:3]), target
 
@@ -125,6 +139,7 @@ class DRE:
       (loss, (new_batch_stats, aux)) with aux = {"accuracy": fraction of perturbed
       images still classified as t, "mask_mean": mean of M}.
     """
+    images = validation.as_images(images)
     self.check_images(images)
     logits, taps = classifier.logits_and_taps(images)
     target = jnp.argmax(logits, axis=-1)
