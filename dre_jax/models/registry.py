@@ -26,6 +26,22 @@ import flax.linen as nn
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# Named input scalings, (mean, std) in [0, 1] pixel units, for
+# `Classifier.create(spec, variables, mean=..., std=...)`.
+PREPROCESSING = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),    # torchvision's
+    "minus_one_one": ((0.5,) * 3, (0.5,) * 3),    # 2 * images - 1: the released DRE code
+}
+
+
+def preprocessing(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """(mean, std) of a named preprocessing (`PREPROCESSING`)."""
+  try:
+    return PREPROCESSING[name]
+  except KeyError:
+    raise KeyError(f"unknown preprocessing {name!r}; named: "
+                   f"{', '.join(sorted(PREPROCESSING))}") from None
+
 
 @dataclasses.dataclass(frozen=True)
 class ClassifierSpec:
