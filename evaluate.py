@@ -25,8 +25,8 @@ from dre_jax import cli
 from dre_jax import evaluation
 from dre_jax.data import pipelines
 from dre_jax.models import imagenet
-from dre_jax.training import checkpoints
-from dre_jax.training import config as config_lib
+from dre_jax import config as config_lib
+from dre_jax.io import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "The training config (configs/*.py) of the workdir.",
@@ -52,7 +52,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
   config_lib.validate(config)
-  dre, classifier, gen_vars, meta = checkpoints.load_estimator(_WORKDIR.value)
+  dre, classifier, gen_vars, meta = workdir_lib.load_estimator(_WORKDIR.value)
   split = _SPLIT.value or config.dataset.eval_split
   batches = pipelines.make_dataset(
       config.dataset.name, split, batch_size=_BATCH.value, train=False,
@@ -73,7 +73,7 @@ def main(argv):
   first = result.pop("first_batch")
   out_dir = os.path.join(_WORKDIR.value, "eval")
   result.update(split=split, dataset=config.dataset.name, arch=meta["arch"])
-  checkpoints.write_json(out_dir, "metrics.json", result)
+  workdir_lib.write_json(out_dir, "metrics.json", result)
   evaluation.save_figure(os.path.join(out_dir, "masks.png"), first["images"],
                          first["masks"], _titles(meta, first["target"], first["labels"]),
                          box_masks=first["box_masks"])

@@ -20,8 +20,8 @@ from ml_collections import config_flags
 
 from dre_jax import cli
 
-from dre_jax.training import checkpoints
-from dre_jax.training import config as config_lib
+from dre_jax import config as config_lib
+from dre_jax.io import workdir as workdir_lib
 from dre_jax.training import parallel
 from dre_jax.training import trainer
 
@@ -55,8 +55,8 @@ def main(argv):
                       _PROCESS_ID.value)
   summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   logging.info("summary: %s", summary)
-  print(f"trained estimator: {_WORKDIR.value}/{checkpoints.ESTIMATOR_DIR} "
-        f"(load with dre_jax.training.load_estimator); TensorBoard: "
+  print(f"trained estimator: {_WORKDIR.value}/{workdir_lib.ESTIMATOR_DIR} "
+        f"(load with dre_jax.io.load_estimator); TensorBoard: "
         f"tensorboard --logdir={_WORKDIR.value}")
 
 

@@ -23,7 +23,7 @@ chance level on the test split; DRE masks concentrated on the pasted object,
 which `evaluate.py` measures against the exact object boxes (M_E).
 """
 
-from dre_jax.training import config as config_lib
+from dre_jax import config as config_lib
 
 ARCHS = ("resnet50", "vgg19", "googlenet")
 

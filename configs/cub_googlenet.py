@@ -25,7 +25,7 @@ evaluate.py reports).
 epoch per stage, to check the setup on a laptop.
 """
 
-from dre_jax.training import config as config_lib
+from dre_jax import config as config_lib
 
 
 def get_config(arg=None):

@@ -21,7 +21,7 @@ not comparable with the raw M_F/M_E that evaluate.py reports).
 `:runlocal`: 64 training images at 64 px, one epoch per stage.
 """
 
-from dre_jax.training import config as config_lib
+from dre_jax import config as config_lib
 
 
 def get_config(arg=None):

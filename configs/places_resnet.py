@@ -22,7 +22,7 @@ DRE is 70.45 (Table 5, min-max normalised over the compared methods).
 `:runlocal`: 64 training images at 64 px, one epoch per stage.
 """
 
-from dre_jax.training import config as config_lib
+from dre_jax import config as config_lib
 
 
 def get_config(arg=None):

@@ -22,7 +22,7 @@ run, not the paper's numbers.
 """
 
 from dre_jax.models import efficientnet_lite
-from dre_jax.training import config as config_lib
+from dre_jax import config as config_lib
 
 
 def get_config(arg=None):

@@ -10,11 +10,24 @@ Where to find each part of the paper:
   `dre_jax.estimator`.
 * Eqs. 10 and 11 (faithfulness M_F, explainability M_E): `dre_jax.metrics`;
   running them over a dataset and drawing masks: `dre_jax.evaluation`.
-* Classifiers with feature taps (ResNet50, VGG19, GoogLeNet, EfficientNet-Lite0)
-  and torchvision weight import: `dre_jax.models`.
+* The frozen classifier every explainer shares: `dre_jax.classifier`; the
+  architectures with feature taps (ResNet50, VGG19, GoogLeNet,
+  EfficientNet-Lite0): `dre_jax.models`.
+* File formats: the trained-estimator workdir (`load_estimator`), classifier
+  directories, torchvision `.pth` import, the released `model-1.ckpt`: `dre_jax.io`.
 * Datasets (CUB, ImageNet + boxes, Places365, Tux Paint composites): `dre_jax.data`.
+* The experiment config (defaults of Sec. 4.1, validation): `dre_jax.config`.
 * The two-stage training of Sec. 4.1, data parallelism, checkpoints:
-  `dre_jax.training` (CLI: `train.py`, `evaluate.py`).
+  `dre_jax.training` (CLI: `train.py`; evaluation: `evaluate.py`).
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+  # `dre_jax.explain_images` (explain your own photos) without importing JAX
+  # on `import dre_jax.<module>`.
+  if name == "explain_images":
+    from dre_jax.explain import explain_images  # pylint: disable=import-outside-toplevel
+    return explain_images
+  raise AttributeError(f"module 'dre_jax' has no attribute {name!r}")

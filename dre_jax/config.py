@@ -1,4 +1,4 @@
-"""Training configuration: the defaults (paper Sec. 4.1) and their validation.
+"""The experiment config: the defaults (paper Sec. 4.1) and their validation.
 
 Every config in `configs/` starts from `default_config()` and changes what its
 setting needs. `validate(config)` runs before any work: a field that the
@@ -56,7 +56,7 @@ def default_config() -> ConfigDict:
   c.model = ConfigDict()
   c.model.name = ""                # a name of `dre_jax.models.names()`
   c.model.torch_weights = ""       # torchvision .pth state_dict to start from
-  c.model.checkpoint = ""          # or a directory of `convert.save_classifier`
+  c.model.checkpoint = ""          # or a classifier directory (dre_jax.io)
   c.model.dtype = "float32"        # compute dtype: float32 or bfloat16
 
   c.classifier = ConfigDict()      # fine-tuning; frozen afterwards

@@ -25,7 +25,7 @@ echo "[quickstart] evaluating: python evaluate.py --config=configs/quickstart.py
 "$py" evaluate.py --config=configs/quickstart.py --workdir="$workdir" \
   --config.dataset.data_dir="$TFDS_DATA_DIR" --max_batches=8
 echo "[quickstart] done in $(( $(date +%s) - start )) s. Outputs:"
-echo "  trained estimator   $workdir/estimator   (checkpoints.load_estimator)"
+echo "  trained estimator   $workdir/estimator   (dre_jax.io.load_estimator)"
 echo "  metrics             $workdir/eval/metrics.json"
 echo "  figure              $workdir/eval/masks.png"
 echo "  TensorBoard logs    tensorboard --logdir=$workdir"

@@ -11,7 +11,7 @@ from ml_collections import config_flags
 import pytest
 
 from dre_jax import models
-from dre_jax.training import config as config_lib
+from dre_jax import config as config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))

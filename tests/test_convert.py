@@ -20,9 +20,10 @@ import pytest
 
 from dre_jax import generator as gen
 from dre_jax import models
-from dre_jax.models import convert
-from dre_jax.models import dre_checkpoint
-from dre_jax.models import pth
+from dre_jax.io import classifier_dir
+from dre_jax.io import pth
+from dre_jax.io import released_dre as released
+from dre_jax.io import torch_weights
 
 torch = pytest.importorskip("torch")
 
@@ -227,7 +228,7 @@ def _flax_logits(spec, variables, num_classes, x):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_converted_tiny_cnn_matches_torch(tmp_path, tiny_torch, fmt):
   path = _save(tiny_torch.state_dict(), tmp_path / "tiny.pth", fmt)
-  variables = convert.torch_to_flax(TINY, pth.load_state_dict(path))
+  variables = torch_weights.torch_to_flax(TINY, pth.load_state_dict(path))
   assert variables["params"]["fc"]["kernel"].shape == (128, 7)  # inferred
   assert variables["params"]["conv1"]["kernel"].shape == (3, 3, 3, 16)
   x = _images()
@@ -245,7 +246,7 @@ def test_every_problem_is_listed_in_one_error(tiny_torch):
   sd["conv3.weight"] = np.zeros((64, 33, 3, 3), np.float32)
   sd["head.extra.weight"] = np.zeros(3, np.float32)
   with pytest.raises(ValueError) as info:
-    convert.torch_to_flax(TINY, sd, num_classes=7)
+    torch_weights.torch_to_flax(TINY, sd, num_classes=7)
   message = str(info.value)
   assert "3 problems" in message
   assert "missing key bn2.running_var" in message
@@ -259,24 +260,26 @@ def test_wrong_num_classes_and_ignored_prefixes(tiny_torch):
   sd = _numpy_state_dict(tiny_torch)
   with pytest.raises(ValueError, match=r"fc.weight: checkpoint has \(7, 128\)"
                      r", model expects \(5, 128\)"):
-    convert.torch_to_flax(TINY, sd, num_classes=5)
+    torch_weights.torch_to_flax(TINY, sd, num_classes=5)
   sd["aux1.fc.weight"] = np.zeros((2, 2), np.float32)
   with pytest.raises(ValueError, match="unexpected key aux1.fc.weight"):
-    convert.torch_to_flax(TINY, sd)
+    torch_weights.torch_to_flax(TINY, sd)
   spec = dataclasses.replace(TINY, torch_ignore=("aux1.",))
-  convert.torch_to_flax(spec, sd)  # no error
+  torch_weights.torch_to_flax(spec, sd)  # no error
   del sd["fc.weight"], sd["fc.bias"]
   with pytest.raises(ValueError, match="cannot infer num_classes"):
-    convert.torch_to_flax(TINY, sd)
+    torch_weights.torch_to_flax(TINY, sd)
 
 
 def test_save_load_roundtrip_and_errors(tmp_path, tiny_torch):
-  variables = convert.torch_to_flax(TINY, _numpy_state_dict(tiny_torch))
-  out = convert.save_classifier(tmp_path / "tiny", "tiny_cnn", 7, variables)
+  variables = torch_weights.torch_to_flax(TINY, _numpy_state_dict(tiny_torch))
+  out = classifier_dir.save_classifier(tmp_path / "tiny", "tiny_cnn", 7, variables)
   assert json.loads((tmp_path / "tiny" / "classifier.json").read_text()) == {
       "arch": "tiny_cnn", "num_classes": 7}
 
-  spec, module, restored = convert.load_classifier(out)
+  classifier = classifier_dir.load_classifier(out)
+  spec, module, restored = (classifier.spec, classifier.module,
+                            classifier.variables)
   assert spec is TINY and module.num_classes == 7
   jax.tree.map(np.testing.assert_array_equal, restored, variables)
   x = _images(1)
@@ -284,21 +287,21 @@ def test_save_load_roundtrip_and_errors(tmp_path, tiny_torch):
                              _torch_logits(tiny_torch, x), atol=1e-5)
 
   with pytest.raises(FileExistsError, match="already holds"):
-    convert.save_classifier(out, "tiny_cnn", 7, variables)
+    classifier_dir.save_classifier(out, "tiny_cnn", 7, variables)
   with pytest.raises(KeyError, match="unknown classifier"):
-    convert.save_classifier(tmp_path / "x", "no_such_net", 7, variables)
-  with pytest.raises(FileNotFoundError, match="not a converted classifier"):
-    convert.load_classifier(tmp_path / "nowhere")
+    classifier_dir.save_classifier(tmp_path / "x", "no_such_net", 7, variables)
+  with pytest.raises(FileNotFoundError, match="not a classifier directory"):
+    classifier_dir.load_classifier(tmp_path / "nowhere")
   broken = tmp_path / "broken"
   shutil.copytree(out, broken)
   (broken / "classifier.json").write_text("{arch")
-  with pytest.raises(ValueError, match="classifier.json is broken"):
-    convert.load_classifier(broken)
+  with pytest.raises(ValueError, match="classifier.json is damaged"):
+    classifier_dir.load_classifier(broken)
   (broken / "classifier.json").write_text(
       json.dumps({"arch": "tiny_cnn", "num_classes": 7}))
   shutil.rmtree(broken / "variables")
-  with pytest.raises(ValueError, match="cannot restore the variables"):
-    convert.load_classifier(broken)
+  with pytest.raises(ValueError, match="variables is missing; delete"):
+    classifier_dir.load_classifier(broken)
 
 
 def test_cli_end_to_end(tmp_path, tiny_torch):
@@ -309,7 +312,8 @@ def test_cli_end_to_end(tmp_path, tiny_torch):
   run = subprocess.run(command, capture_output=True, text=True, check=False)
   assert run.returncode == 0, run.stderr
   assert f"wrote {out}: tiny_cnn with 7 classes" in run.stdout
-  _, module, variables = convert.load_classifier(out)
+  classifier = classifier_dir.load_classifier(out)
+  module, variables = classifier.module, classifier.variables
   x = _images(1)
   np.testing.assert_allclose(np.asarray(module.apply(variables, x)[0]),
                              _torch_logits(tiny_torch, x), atol=1e-5)
@@ -400,21 +404,21 @@ def released_dre(tmp_path_factory):
 
 
 def test_released_keys_follow_the_notes():
-  assert dre_checkpoint.released_key(
+  assert released.released_key(
       ("params", "cell0", "upsampler_conv", "kernel")) == \
       "up2.upsampler.0.0.weight"
-  assert dre_checkpoint.released_key(
+  assert released.released_key(
       ("batch_stats", "cell2", "follow_up", "bn3", "var")) == \
       "up0.follow_up.bn3.running_var"
-  assert dre_checkpoint.released_key(
+  assert released.released_key(
       ("params", "spatial_filter", "embedding")) == "selector_module.weight"
-  assert dre_checkpoint.released_key(
+  assert released.released_key(
       ("params", "to_saliency", "bias")) == "to_saliency_chans.conv56.bias"
 
 
 def test_released_generator_matches_its_torch_forward(released_dre):
   path, modules = released_dre
-  variables = dre_checkpoint.import_released_dre(path)
+  variables = released.import_released_dre(path)
   np.testing.assert_array_equal(
       variables["params"]["spatial_filter"]["embedding"],
       modules["selector_module"].weight.detach().numpy())
@@ -423,7 +427,7 @@ def test_released_generator_matches_its_torch_forward(released_dre):
   taps = [np.maximum(rng.normal(size=(2, 64 // s, 64 // s, c)), 0).astype(
       np.float32) for s, c in zip((4, 8, 16, 32), (256, 512, 1024, 2048))]
   target = np.array([3, 998], np.int32)
-  module = gen.MaskGenerator(1000, dre_checkpoint.RELEASED_WIDTHS)
+  module = gen.MaskGenerator(1000, released.RELEASED_WIDTHS)
   x = np.asarray(module.apply(variables, taps, target, train=False))
 
   f4, f8, f16, f32 = (torch.from_numpy(t.transpose(0, 3, 1, 2)) for t in taps)
@@ -442,9 +446,9 @@ def test_released_checkpoint_errors(tmp_path):
   not_nested = _save({"w": torch.ones(2)}, tmp_path / "flat.ckpt", "zip")
   with pytest.raises(pth.CheckpointFormatError,
                      match="not a released DRE checkpoint"):
-    dre_checkpoint.import_released_dre(not_nested)
+    released.import_released_dre(not_nested)
   partial = {name: {} for name in ("up2", "up1", "up0", "to_saliency_chans")}
   partial["selector_module"] = {"weight": torch.zeros(5, 2048)}
   path = _save(partial, tmp_path / "partial.ckpt", "zip")
   with pytest.raises(ValueError, match="missing key up1.upsampler.0.0.weight"):
-    dre_checkpoint.import_released_dre(path)
+    released.import_released_dre(path)

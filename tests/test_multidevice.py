@@ -23,8 +23,8 @@ import jax
 import numpy as np
 
 import training_util as util
-from dre_jax.training import checkpoints
-from dre_jax.training import config as config_lib
+from dre_jax.io import workdir as workdir_lib
+from dre_jax import config as config_lib
 
 
 def _summary(workdir):
@@ -108,8 +108,8 @@ def test_train_py_on_eight_devices_matches_one(tmp_path):
                                    summaries[1][stage][key], rtol=rtol,
                                    err_msg=f"{stage}/{key}")
 
-  one = checkpoints.load_estimator(workdirs[1])
-  eight = checkpoints.load_estimator(workdirs[8])
+  one = workdir_lib.load_estimator(workdirs[1])
+  eight = workdir_lib.load_estimator(workdirs[8])
   for a, b in zip(jax.tree.leaves(one[1]), jax.tree.leaves(eight[1])):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # fine-tuned classifier
   images = np.random.RandomState(0).rand(8, 32, 32, 3).astype(np.float32)

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 import training_util as util
-from dre_jax.training import checkpoints
+from dre_jax.io import workdir as workdir_lib
 
 
 def _free_port() -> int:
@@ -51,8 +51,8 @@ def test_two_processes_match_one(tmp_path):
         f"process {i}:\n{result.stdout[-2000:]}\n{result.stderr[-6000:]}")
   assert "over 2 devices (cpu) in 2 processes" in results[0].stderr
 
-  one = checkpoints.load_estimator(reference)
-  two = checkpoints.load_estimator(workdir)
+  one = workdir_lib.load_estimator(reference)
+  two = workdir_lib.load_estimator(workdir)
   assert one[3] == two[3]
   for part in (1, 2):  # classifier, generator
     assert jax.tree.structure(one[part]) == jax.tree.structure(two[part])

@@ -2,7 +2,7 @@
 
 Each torchvision model gets seeded random weights and non-trivial BatchNorm
 running statistics, is converted with the project's converter
-(`convert.torch_to_flax`, or a `.pth` file through the CLI), and both run on
+(`torch_weights.torch_to_flax`, or a `.pth` file through the CLI), and both run on
 the same random input in eval mode. Logits must agree within 1e-4 absolute
 (float32, logits of order 1-10); every feature tap, read from torchvision with
 forward hooks, within 1e-4 of the tap's largest absolute value.
@@ -22,6 +22,8 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 from dre_jax import models  # noqa: E402
+from dre_jax.io import classifier_dir  # noqa: E402
+from dre_jax.io import torch_weights  # noqa: E402
 from dre_jax.models import convert  # noqa: E402
 from dre_jax.models import googlenet  # noqa: E402
 from dre_jax.models import layers  # noqa: E402
@@ -130,7 +132,7 @@ def test_matches_torchvision(arch, num_classes, torch_kwargs, flax_kwargs):
 
   spec = models.get(arch)
   state_dict = {k: v.numpy() for k, v in model.state_dict().items()}
-  variables = convert.torch_to_flax(spec, state_dict, num_classes)
+  variables = torch_weights.torch_to_flax(spec, state_dict, num_classes)
   module = spec.make_module(num_classes=num_classes, **flax_kwargs)
   logits, taps = _apply(module, variables, x.numpy().transpose(0, 2, 3, 1))
   _assert_match(arch, logits, taps, ref_logits, ref_taps)
@@ -154,7 +156,9 @@ def test_pth_file_through_cli(tmp_path):
 
   convert.main(["--arch", arch, "--torch-weights", str(pth_file),
                 "--out", str(tmp_path / "flax")])
-  spec, module, variables = convert.load_classifier(tmp_path / "flax")
+  classifier = classifier_dir.load_classifier(tmp_path / "flax")
+  spec, module, variables = (classifier.spec, classifier.module,
+                             classifier.variables)
   assert spec.name == arch and module.num_classes == 200
   assert module.transform_input  # the field's default, as torchvision's
   logits, taps = _apply(module, variables, x.numpy().transpose(0, 2, 3, 1))
@@ -167,7 +171,7 @@ def test_other_resnets_take_torchvision_state_dicts(arch):
   torch.manual_seed(0)
   model = getattr(torchvision.models, arch)(weights=None)
   state_dict = {k: v.numpy() for k, v in model.state_dict().items()}
-  variables = convert.torch_to_flax(models.get(arch), state_dict, 1000)
+  variables = torch_weights.torch_to_flax(models.get(arch), state_dict, 1000)
   assert len(jax.tree.leaves(variables)) == sum(
       not k.endswith("num_batches_tracked") for k in state_dict)
   assert sum(a.size for a in jax.tree.leaves(variables["params"])) == sum(
@@ -181,7 +185,7 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
   ref_logits, _ = _torch_forward(model, arch, x)
   spec = models.get(arch)
   state_dict = {k: v.numpy() for k, v in model.state_dict().items()}
-  variables = convert.torch_to_flax(spec, state_dict, 10, dtype=jnp.bfloat16)
+  variables = torch_weights.torch_to_flax(spec, state_dict, 10, dtype=jnp.bfloat16)
   assert all(a.dtype == np.float32 for a in jax.tree.leaves(variables))
   logits, taps = _apply(spec.build(num_classes=10, dtype=jnp.bfloat16),
                         variables, x.numpy().transpose(0, 2, 3, 1))

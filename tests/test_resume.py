@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import training_util as util
-from dre_jax.training import checkpoints
+from dre_jax.io import workdir as workdir_lib
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def _kill_mid_stage(config, workdir, stage="dre", total=12):
 
 
 def _generator(workdir):
-  _, _, variables, _ = checkpoints.load_estimator(workdir)
+  _, _, variables, _ = workdir_lib.load_estimator(workdir)
   return jax.tree.map(np.asarray, variables)
 
 
@@ -71,7 +71,7 @@ def test_killed_run_resumes_to_the_same_parameters(setup):
   workdir = str(root / "killed")
   killed_at = _kill_mid_stage(config, workdir)
   assert 0 < killed_at < 12
-  assert not checkpoints.has_estimator(workdir)
+  assert not workdir_lib.has_estimator(workdir)
   util.run_train(config, workdir)
 
   got, want = _generator(workdir), _generator(reference)

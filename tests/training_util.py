@@ -54,7 +54,7 @@ def prepare_tiny_shapes(data_dir: str) -> str:
 
 
 CONFIG_TEMPLATE = """
-from dre_jax.training import config as config_lib
+from dre_jax import config as config_lib
 
 def get_config():
   c = config_lib.default_config()

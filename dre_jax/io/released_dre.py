@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 
 from dre_jax import generator
-from dre_jax.models import convert
-from dre_jax.models import pth
+from dre_jax.io import pth
+from dre_jax.io import torch_weights
 from dre_jax.models import registry
 
 RELEASED_WIDTHS = (64, 128, 256)
@@ -87,6 +87,6 @@ def import_released_dre(path: str | os.PathLike) -> dict[str, Any]:
   target = jax.ShapeDtypeStruct((1,), jnp.int32)
   shapes = jax.eval_shape(
       lambda taps, t: module.init(jax.random.key(0), taps, t), taps, target)
-  return convert.convert_state_dict(
+  return torch_weights.convert_state_dict(
       flax.traverse_util.flatten_dict(shapes), state_dict, released_key,
       _UNUSED, "the released ResNet50 DRE generator")

@@ -35,8 +35,6 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dre_jax.models import convert
-from dre_jax.models import pth
 from dre_jax.models import layers
 from dre_jax.models import registry
 
@@ -147,8 +145,10 @@ def pretrained_weights_path() -> str:
 
 def load_pretrained(dtype=jnp.float32):
   """`(spec, module, variables)` of EfficientNet-Lite0 with ImageNet weights."""
+  # Imported here: the models do not depend on the file formats at import time.
+  from dre_jax.io import pth, torch_weights  # pylint: disable=import-outside-toplevel
   state_dict = pth.load_state_dict(pretrained_weights_path())
-  variables = convert.torch_to_flax(EFFICIENTNET_LITE0, state_dict,
-                                    num_classes=1000, dtype=dtype)
+  variables = torch_weights.torch_to_flax(EFFICIENTNET_LITE0, state_dict,
+                                          num_classes=1000, dtype=dtype)
   return (EFFICIENTNET_LITE0, EFFICIENTNET_LITE0.build(1000, dtype),
           variables)

@@ -35,12 +35,14 @@ import optax
 
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
-from dre_jax.models import convert
-from dre_jax.models import pth
+from dre_jax import config as config_lib
+from dre_jax.io import classifier_dir
+from dre_jax.io import pth
+from dre_jax.io import torch_weights
+from dre_jax.io import workdir as workdir_lib
 from dre_jax.models import registry
 from dre_jax.perturbation import BackgroundConfig
 from dre_jax.training import checkpoints
-from dre_jax.training import config as config_lib
 from dre_jax.training import input as input_lib
 from dre_jax.training import parallel
 
@@ -297,16 +299,16 @@ def _load_weights(config: ml_collections.ConfigDict, spec: registry.ClassifierSp
   """(variables, their class count) from config.model, or (None, None)."""
   m = config.model
   if m.checkpoint:
-    loaded_spec, module, variables = convert.load_classifier(m.checkpoint,
-                                                             dtype)
-    if loaded_spec.name != spec.name:
-      raise ValueError(f"config.model.checkpoint holds a {loaded_spec.name}, "
+    loaded = classifier_dir.load_classifier(m.checkpoint, dtype)
+    if loaded.spec.name != spec.name:
+      raise ValueError(f"config.model.checkpoint holds a {loaded.spec.name}, "
                        f"config.model.name says {spec.name}")
-    return variables, module.num_classes
+    return loaded.variables, loaded.num_classes
   if m.torch_weights:
     state_dict = pth.load_state_dict(m.torch_weights)
-    num_classes = convert.infer_num_classes(spec, state_dict)
-    return convert.torch_to_flax(spec, state_dict, num_classes, dtype), num_classes
+    num_classes = torch_weights.infer_num_classes(spec, state_dict)
+    return (torch_weights.torch_to_flax(spec, state_dict, num_classes, dtype),
+            num_classes)
   return None, None
 
 
@@ -321,8 +323,8 @@ def _with_new_head(variables, fresh) -> dict:
 
 def classifier_stage(config, workdir: str, mesh, writer, dtype) -> dict:
   """Writes workdir/classifier (fine-tuned or as given); returns its summary."""
-  directory = os.path.join(workdir, checkpoints.CLASSIFIER_DIR)
-  if os.path.isfile(os.path.join(directory, "classifier.json")):
+  directory = os.path.join(workdir, workdir_lib.CLASSIFIER_DIR)
+  if classifier_dir.is_complete(directory):
     logging.info("classifier: %s exists, skipped", directory)
     return {}
   spec = registry.get(config.model.name)
@@ -330,7 +332,7 @@ def classifier_stage(config, workdir: str, mesh, writer, dtype) -> dict:
   c, d = config.classifier, config.dataset
   if c.epochs == 0:
     logging.info("classifier: %s weights used as they are", spec.name)
-    convert.save_classifier(directory, spec.name, num_classes, variables)
+    classifier_dir.save_classifier(directory, spec.name, num_classes, variables)
     return {}
 
   module = spec.build(num_classes=d.num_classes, dtype=dtype)
@@ -361,7 +363,7 @@ def classifier_stage(config, workdir: str, mesh, writer, dtype) -> dict:
       config, mesh, module, spec, trained)}
   writer.write_scalars(int(state["step"]), {
       "classifier/eval_accuracy": summary["eval_accuracy"]})
-  convert.save_classifier(directory, spec.name, d.num_classes, trained)
+  classifier_dir.save_classifier(directory, spec.name, d.num_classes, trained)
   return summary
 
 
@@ -406,13 +408,11 @@ def make_dre(config, spec, num_classes: int, dtype) -> DRE:
 
 def estimator_stages(config, workdir: str, mesh, writer, dtype) -> dict:
   """Stages 1 and 2 for the classifier in workdir/classifier; writes workdir/estimator."""
-  spec, module, classifier_variables = convert.load_classifier(
-      os.path.join(workdir, checkpoints.CLASSIFIER_DIR), dtype)
-  num_classes = module.num_classes
-  dre = make_dre(config, spec, num_classes, dtype)
+  classifier = classifier_dir.load_classifier(
+      os.path.join(workdir, workdir_lib.CLASSIFIER_DIR), dtype)
+  num_classes = classifier.num_classes
+  dre = make_dre(config, classifier.spec, num_classes, dtype)
   size = config.dataset.image_size
-  classifier = Classifier.create(spec, classifier_variables,
-                                 num_classes=num_classes, dtype=dtype)
   generator = dre.init_generator(
       jax.random.fold_in(jax.random.key(config.seed), 101), classifier, size)
   frozen = parallel.replicate(mesh, classifier)
@@ -445,8 +445,8 @@ def estimator_stages(config, workdir: str, mesh, writer, dtype) -> dict:
       backgrounds=BackgroundConfig(**c.backgrounds.to_dict()),
       seed=config.seed), frozen)
   state, summary["dre"] = run_stage(stage, state, mesh, workdir, config, writer)
-  checkpoints.save_estimator(
-      workdir, checkpoints.estimator_metadata(dre, num_classes, size),
+  workdir_lib.save_estimator(
+      workdir, workdir_lib.estimator_metadata(dre, num_classes, size),
       {"params": state["params"], "batch_stats": state["batch_stats"]})
   return summary
 
@@ -478,13 +478,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       workdir, just_logging=jax.process_index() > 0)
   summary = {"classifier": classifier_stage(config, workdir, mesh, writer,
                                             dtype)}
-  if checkpoints.has_estimator(workdir):
+  if workdir_lib.has_estimator(workdir):
     logging.info("estimator: %s exists, skipped",
-                 os.path.join(workdir, checkpoints.ESTIMATOR_DIR))
+                 os.path.join(workdir, workdir_lib.ESTIMATOR_DIR))
   else:
     summary.update(estimator_stages(config, workdir, mesh, writer, dtype))
   writer.close()
-  checkpoints.write_json(workdir, "summary.json", summary)
+  workdir_lib.write_json(workdir, "summary.json", summary)
   return summary
 
 
@@ -502,7 +502,7 @@ def _check_workdir_config(config, workdir: str) -> None:
                       "%s; finished stages are kept", workdir,
                       ", ".join(changed))
     return
-  checkpoints.write_json(workdir, "config.json", current)
+  workdir_lib.write_json(workdir, "config.json", current)
 
 
 def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
