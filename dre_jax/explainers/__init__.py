@@ -34,16 +34,21 @@ Methods (registry names are the paper's abbreviations), one module per family:
   mgnet, dre              `generators`    Dabkowski & Gal 2017 (objective: `mgnet`), DRE
 
 The trained methods (`dre`, `mgnet`, and DRE+ registered by the evaluation)
-need their generator: `get("dre", workdir=DIR)` loads what `train.py` wrote to
-DIR; `get("dre", estimator=dre, generator_variables=variables)` binds them
-directly. Register a new method with `@register(name, passes=..., reference=...)`
+need their generator: `fn, classifier = load("dre", DIR)` loads what `train.py`
+wrote to DIR and the classifier saved with it; `get("dre", workdir=DIR)` the
+function alone; `get("dre", estimator=dre, generator_variables=variables)` binds
+them directly. Register a new method with `@register(name, passes=..., reference=...)`
 on its explain function (trained ones also pass `load=`).
 """
 
 from dre_jax.explainers.registry import (Method, check_settings, default_config,
-                                         get, method, names, passes, register)
+                                         get, load, method, names, passes,
+                                         register)
 from dre_jax.explainers import gradients  # noqa: F401  (vgrad, smgrad, itgrad)
 from dre_jax.explainers import cam  # noqa: F401  (gcam, gcam++)
+from dre_jax.explainers import perturbation  # noqa: F401  (mpert, xpert)
+from dre_jax.explainers import inversion  # noqa: F401  (finv)
+from dre_jax.explainers import generators  # noqa: F401  (dre, mgnet)
 
-__all__ = ["Method", "check_settings", "default_config", "get", "method", "names",
-           "passes", "register"]
+__all__ = ["Method", "check_settings", "default_config", "get", "load", "method",
+           "names", "passes", "register"]

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from dre_jax import perturbation
+from dre_jax import validation
 from dre_jax.classifier import Classifier
 
 
@@ -38,8 +38,9 @@ class Method:
       per image (the benchmark's unit; a forward alone counts 1/3).
     reference: the original paper.
     load: for trained methods, `load(workdir) -> dict` of the arguments that
-      `explain` takes before its settings (e.g. the generator variables);
-      None for methods that need nothing trained.
+      `explain` takes before its settings (e.g. the generator variables), and
+      optionally "classifier" (the classifier saved with them, returned by
+      `load(name, workdir)`); None for methods that need nothing trained.
     bound: names of those arguments (read from `explain`'s signature).
   """
 
@@ -130,8 +131,9 @@ def get(name: str, workdir: str | None = None, **bound):
   """The explainer `name` as `fn(classifier, images, target, key, **settings)`.
 
   Returns saliency [N, H, W] float32, higher = more relevant, for the whole batch.
-  images: [N, H, W, 3] float in [0, 1]; target: [N] int classes to explain, or
-  None for the classifier's argmax; key: a `jax.random` key (unused by the
+  images: [N, H, W, 3] float in [0, 1] (or uint8, read as x / 255; checked by
+  `dre_jax.validation`); target: [N] int classes to explain (one int for all),
+  or None for the classifier's argmax; key: a `jax.random` key (unused by the
   deterministic methods, which accept None). The function is pure and jittable
   with the classifier as a pytree argument; settings are static Python values
   (`jax.jit(functools.partial(fn, samples=10))`).
@@ -147,7 +149,9 @@ def get(name: str, workdir: str | None = None, **bound):
     if m.load is None:
       raise TypeError(f"explainer {name!r} needs no trained workdir; call "
                       f"get({name!r}) without workdir=")
-    bound = {**m.load(workdir), **bound}
+    loaded = dict(m.load(workdir))
+    loaded.pop("classifier", None)
+    bound = {**loaded, **bound}
   missing = [b for b in m.bound if b not in bound]
   extra = sorted(set(bound) - set(m.bound))
   if extra:
@@ -163,20 +167,35 @@ def get(name: str, workdir: str | None = None, **bound):
   def explainer(classifier: Classifier, images: jnp.ndarray, target, key=None,
                 **settings) -> jnp.ndarray:
     settings = check_settings(name, settings)
-    perturbation.check_images(images)
-    images = jnp.asarray(images, jnp.float32)
+    images = validation.check_images(images).astype(jnp.float32)
     if target is None:
-      target = jnp.argmax(classifier.logits(images), axis=-1)
-    target = jnp.asarray(target).astype(jnp.int32)
-    if target.shape != images.shape[:1]:
-      raise ValueError(f"target must be [N] = [{images.shape[0]}] class indices, "
-                       f"got shape {tuple(target.shape)}")
+      target = jnp.argmax(classifier.logits(images), axis=-1).astype(jnp.int32)
+    else:
+      target = validation.check_target(target, images.shape[0],
+                                       classifier.num_classes)
     saliency = m.explain(classifier, images, target, key, **bound, **settings)
     return saliency.astype(jnp.float32)
 
   explainer.__name__ = explainer.__qualname__ = f"explain_{name}"
   explainer.__doc__ = m.explain.__doc__
   return explainer
+
+
+def load(name: str, workdir: str):
+  """(fn, classifier): the trained explainer `name` from `workdir` and its classifier.
+
+  `fn` is `get(name, workdir=workdir)`; `classifier` the frozen classifier saved
+  with the generator (the one to pass to `fn`).
+  """
+  m = method(name)
+  if m.load is None:
+    raise TypeError(f"explainer {name!r} needs no trained workdir; use get({name!r})")
+  loaded = dict(m.load(workdir))
+  classifier = loaded.pop("classifier", None)
+  if classifier is None:
+    raise ValueError(f"the loader of {name!r} returned no classifier; use "
+                     f"get({name!r}, workdir=...) with your classifier")
+  return get(name, **loaded), classifier
 
 
 # --------------------------------------------------------------------------
