@@ -123,8 +123,12 @@ class DRE:
           f"the generator was built for {self.generator.num_classes} classes, the "
           f"classifier has {classifier.num_classes}; pass the classifier it was "
           "trained for")
+    if target is not None:
+      target = validation.check_target(target, images.shape[0],
+                                       classifier.num_classes)
     logits, taps = classifier.logits_and_taps(images)
-    target = validation.target_or_argmax(target, logits)
+    if target is None:
+      target = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     return self.masks_from_taps(generator_variables, taps, target,
                                 images.shape[1:3]), target
 
@@ -137,7 +141,9 @@ class DRE:
 
     Returns:
       (loss, (new_batch_stats, aux)) with aux = {"accuracy": fraction of perturbed
-      images still classified as t, "mask_mean": mean of M}.
+      images still classified as t, "mask_mean": mean of M, "masks": M [N, H, W],
+      "target": t [N]} (masks and target for added terms,
+      `dre_jax.training.objectives`).
     """
     images = validation.as_images(images)
     self.check_images(images)
@@ -150,7 +156,7 @@ class DRE:
     logits_p = classifier.logits(perturbed)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits_p, target).mean()
     aux = {"accuracy": jnp.mean(jnp.argmax(logits_p, -1) == target),
-           "mask_mean": jnp.mean(masks)}
+           "mask_mean": jnp.mean(masks), "masks": masks, "target": target}
     return loss, (new_state, aux)
 
   def embedding_loss(self, generator_params, classifier: Classifier,

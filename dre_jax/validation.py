@@ -5,7 +5,6 @@ Each wrong input ends in one error that names the problem and the fix:
     as_images(images)                  shape and dtype; uint8 -> float32 x / 255
     check_images(images)               as_images + values: finite and in [0, 1]
     check_target(target, n, k)         [N] int32 classes in 0..k-1 (or one int for all)
-    target_or_argmax(target, logits)   check_target, or the classifier's argmax t
     checked(fn)                        jax.jit(fn) with the value checks raised
 
 The image convention (Classifier, DRE, the explainers, the metrics): [N, H, W, 3]
@@ -22,6 +21,11 @@ and raised as the same ValueError by `checked`:
     masks, target = explain(classifier, generator_variables, images)
 
 A CLI or loop that jits its own step runs `check_images` on each batch first.
+An explainer `(classifier, images, target, key) -> maps` starts with
+
+    images = validation.check_images(images)
+    if target is not None:
+      target = validation.check_target(target, images.shape[0], classifier.num_classes)
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ import numpy as np
 from jax.experimental import checkify
 
 _CHECKIFY_SUFFIX = " (`check` failed)"
+# x / 255 rounded once, as numpy computes it (XLA turns / 255 into * (1 / 255)).
+_UINT8_TO_UNIT = np.arange(256, dtype=np.float32) / np.float32(255)
 
 
 def as_images(images: Any, what: str = "images") -> jax.Array:
@@ -48,7 +54,7 @@ def as_images(images: Any, what: str = "images") -> jax.Array:
     raise ValueError(f"{what} must be [N, H, W, 3] (NHWC, RGB), got shape "
                      f"{tuple(images.shape)}{_shape_hint(images.shape)}")
   if images.dtype == jnp.uint8:
-    return images.astype(jnp.float32) / 255
+    return jnp.asarray(_UINT8_TO_UNIT)[images]
   if not jnp.issubdtype(images.dtype, jnp.floating):
     raise TypeError(
         f"{what} must be float in [0, 1] or uint8 in 0..255, got dtype "
@@ -64,13 +70,14 @@ def check_images(images: Any, what: str = "images") -> jax.Array:
   `checkify.debug_check`s (see `checked`). Returns the float images.
   """
   images = as_images(images, what)
-  finite = jnp.all(jnp.isfinite(images), axis=(1, 2, 3))
+  values = jax.lax.stop_gradient(images)  # concrete under an eager jax.grad
+  finite = jnp.all(jnp.isfinite(values), axis=(1, 2, 3))
   _require(jnp.all(finite),
            f"{what} contain NaN or inf (the first in image {{i}}); drop or repair "
            "those images (e.g. np.nan_to_num) before explaining them",
            i=jnp.argmin(finite))
-  low = jnp.min(images).astype(jnp.float32)
-  high = jnp.max(images).astype(jnp.float32)
+  low = jnp.min(values).astype(jnp.float32)
+  high = jnp.max(values).astype(jnp.float32)
   _require((low >= 0) & (high <= 1),
            f"{what} must be in [0, 1], got values in [{{low:.4g}}, {{high:.4g}}]; "
            "rescale them (0..255 floats: images / 255, or pass uint8; [-1, 1]: "
@@ -104,13 +111,6 @@ def check_target(target: Any, n: int, num_classes: int) -> jax.Array:
            "classes the classifier has",
            bad=t[first], i=first)
   return t.astype(jnp.int32)
-
-
-def target_or_argmax(target: Any | None, logits: jax.Array) -> jax.Array:
-  """The checked target, or t = argmax of logits [N, K] if target is None: [N] int32."""
-  if target is None:
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-  return check_target(target, logits.shape[0], logits.shape[-1])
 
 
 def checked(fn: Callable, **jit_kwargs) -> Callable:

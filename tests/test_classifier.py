@@ -69,8 +69,8 @@ def test_tap_gradient_equals_a_finite_difference(clf, images, tap):
 def test_unknown_tap_and_integer_images_are_clear_errors(clf, images):
   with pytest.raises(KeyError, match="no tap 'layer9'"):
     clf.logits_from_tap(images, "layer9")
-  with pytest.raises(TypeError, match="float in"):
-    clf.logits((np.asarray(images) * 255).astype(np.uint8))
+  with pytest.raises(TypeError, match="float in"):  # uint8 is 0..255, other ints are not
+    clf.logits((np.asarray(images) * 255).astype(np.int32))
 
 
 def test_preprocessing_override(images):
