@@ -430,6 +430,11 @@ def explain_batches(images_or_paths, workdir: str | os.PathLike | None = None, *
     raise ValueError("no methods given; e.g. methods=('dre',)")
   if batch_size < 1:
     raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+  if not 0 < crop_fraction <= 1:
+    raise ValueError(f"crop fraction {crop_fraction} must be in (0, 1]: the "
+                     "share of the shorter side the centre crop keeps")
+  if len(background) != 3 or not all(0 <= c <= 1 for c in background):
+    raise ValueError(f"background {tuple(background)} must be 3 values in [0, 1]")
   settings = settings or {}
   unknown = sorted(set(settings) - set(methods))
   if unknown:
