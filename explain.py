@@ -56,7 +56,7 @@ _TOP = flags.DEFINE_integer("top", 5, "How many classes to list per image.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of random methods (jax.random.key).")
 _SET = flags.DEFINE_multi_string(
     "set", [], "A method setting, METHOD.NAME=VALUE (repeatable), e.g. "
-    "--set=smoothgrad.samples=20.")
+    "--set=smgrad.samples=20.")
 
 _BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0),
                 "grey": (0.5, 0.5, 0.5), "gray": (0.5, 0.5, 0.5)}
@@ -82,7 +82,7 @@ def _settings(items: list[str]) -> dict[str, dict]:
     method, dot, setting = name.partition(".")
     if not (eq and dot and method and setting):
       raise cli.UserError(f"--set={item}: expected METHOD.NAME=VALUE, e.g. "
-                          "--set=smoothgrad.samples=20")
+                          "--set=smgrad.samples=20")
     try:
       value = ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -108,6 +108,9 @@ def main(argv):
                         "PHOTO... (files, directories or glob patterns)")
   if _TOP.value < 1:
     raise cli.UserError(f"--top={_TOP.value} must be at least 1")
+  if not 0 < _CROP.value <= 1:
+    raise cli.UserError(f"--crop={_CROP.value} must be in (0, 1]: the share "
+                        "of the shorter side the centre crop keeps")
   background = _background(_BACKGROUND.value)
   settings = _settings(_SET.value)
   methods = tuple(m.strip() for m in _METHODS.value if m.strip())
@@ -119,10 +122,13 @@ def main(argv):
     raise cli.UserError(f"unknown method(s) {', '.join(unknown)} in --methods; "
                         f"available: {', '.join(available)}")
 
+  out = os.path.abspath(_OUT.value)
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise cli.UserError(f"--out={_OUT.value} is a file; give a directory")
+
   model = explain_lib.load_model(
       _WORKDIR.value, released_dre=_RELEASED.value,
       torch_weights=_TORCH.value, image_size=_IMAGE_SIZE.value)
-  out = os.path.abspath(_OUT.value)
   os.makedirs(out, exist_ok=True)
   clf = model.classifier
   header = {"classifier": clf.spec.name, "num_classes": clf.num_classes,
