@@ -5,7 +5,7 @@ r"""Stage-2 training speed against the bare classifier, in one run.
 Times two jitted steps on the same random images, alternating:
   * classifier: forward + gradient with respect to the input images (what any
     explainer that back-propagates to the pixels pays), CE against argmax;
-  * stage 2: `dre_jax.training.trainer.dre_step` (Eq. 9: clean forward,
+  * stage 2: `dre_jax.training.steps.dre_step` (Eq. 9: clean forward,
     generator, backgrounds, perturbed forward, backward into the generator,
     Adam update).
 XLA's cost analysis counts the FLOPs of both compiled steps. The issue's target:
@@ -32,7 +32,10 @@ import common  # noqa: E402
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.perturbation import BackgroundConfig
-from dre_jax.training import trainer
+from dre_jax import config as config_lib
+from dre_jax.training import optimizers
+from dre_jax.training import steps
+from dre_jax.training.steps import TrainState
 
 
 def main(argv=None):
@@ -64,11 +67,11 @@ def main(argv=None):
     return jax.grad(loss)(images)
 
   schedule = optax.constant_schedule(1e-2)
-  tx = trainer._masked(optax.adam(schedule), train_embeddings=False)  # pylint: disable=protected-access
-  state = trainer.init_state(generator["params"], generator["batch_stats"], tx)
-  stage2 = functools.partial(trainer.dre_step, dre=dre, tx=tx,
-                             schedule=schedule,
-                             backgrounds=BackgroundConfig(), seed=0)
+  tx = optimizers.masked(optax.adam(schedule), train_embeddings=False)
+  state = TrainState.start(generator["params"], generator["batch_stats"], tx)
+  stage2 = functools.partial(steps.dre_step, dre=dre, schedule=schedule,
+                             backgrounds=BackgroundConfig(),
+                             config=config_lib.default_config(), seed=0)
   cls_fn, dre_fn = jax.jit(classifier_step), jax.jit(stage2)
   flops_cls = common.flops(cls_fn, classifier, images)
   flops_dre = common.flops(dre_fn, state, batch, classifier)

@@ -4,9 +4,14 @@ r"""DRE for torchvision's ImageNet ResNet50 (paper Sec. 4.2, Table 3 "ImageNet")
         --config.model.torch_weights=$HOME/weights/resnet50-0676ba61.pth \
         --config.dataset.manual_dir=$HOME/ilsvrc2012 --config.dataset.download=True
 
+    python evaluate.py --config=configs/imagenet_resnet.py --workdir=$HOME/dre/imagenet_resnet \
+        --config.model.torch_weights=... --config.dataset.boxes_dir=$HOME/ilsvrc2012/bbox_val
+
 The classifier is used as it is (no fine-tuning; the weights path is
 required). TFDS `imagenet2012` needs ILSVRC2012_img_{train,val}.tar in
-`manual_dir`; the first run builds the TFRecords (hours). Stage 1 for one
+`manual_dir`; the first run builds the TFRecords (hours). M_E (Eq. 11,
+Table 4) needs the validation boxes: `config.dataset.boxes_dir`, the folder of
+XML files in ILSVRC2012_bbox_val_v3.tgz (image-net.org). Stage 1 for one
 epoch, stage 2 for 10 epochs of the 1.28M training images, batch 64, Adam 1e-2
 halved every 3 epochs, 224 px (Sec. 4.1).
 

@@ -63,14 +63,23 @@ def _parse_flags(argv: list[str]) -> list[str]:
     raise UserError(f"{e} (see --helpshort)") from e
 
 
-def run(main: Callable[[Sequence[str]], object], argv: list[str] | None = None) -> None:
-  """Runs `main(argv)` under absl; user errors become one line and exit 2."""
+def run(main: Callable[[Sequence[str]], object], argv: list[str] | None = None,
+        *, absl_flags: bool = True, prog: str | None = None) -> None:
+  """Runs `main(argv)` under absl; user errors become one line and exit 2.
+
+  absl_flags=False: `main(argv[1:])` parses its arguments itself (argparse);
+  only the errors are handled here. prog: the name errors start with
+  (default: the script's file name).
+  """
   argv = list(sys.argv if argv is None else argv)
   debug = "--debug" in argv or os.environ.get("DRE_JAX_DEBUG", "") not in ("", "0")
   argv = [a for a in argv if a != "--debug"]
-  prog = os.path.basename(argv[0]) if argv else "dre_jax"
+  prog = prog or (os.path.basename(argv[0]) if argv else "dre_jax")
   try:
-    app.run(main, argv=argv, flags_parser=_parse_flags)
+    if absl_flags:
+      app.run(main, argv=argv, flags_parser=_parse_flags)
+    else:
+      main(argv[1:])
   except SystemExit:
     raise
   except KeyboardInterrupt:

@@ -1,24 +1,32 @@
 """The experiment config: the defaults (paper Sec. 4.1) and their validation.
 
 Every config in `configs/` starts from `default_config()` and changes what its
-setting needs. `validate(config)` runs before any work: a field that the
-defaults do not have (a typo such as `dre.learning_rte`) or a value of the
-wrong type stops the run with a message naming the field and the fix.
+setting needs. The defaults come locked (`ml_collections`): a field they do not
+have (a typo such as `dre.learning_rte`), in a config file or on the command
+line, stops at once, and a value of another type (`epochs="three"`) too.
+`validate(config)` checks the values before any work and lists every problem
+with its fix.
 
     config.seed                     one seed for everything (keys and data order)
-    config.dataset.*                which TFDS dataset, splits, image size
+    config.dataset.*                which TFDS dataset, splits, image size, boxes
     config.model.*                  classifier architecture and its weights
+    config.generator.*              the mask generator G and controller C (model
+                                    settings: upsampling, cell widths, eta, h)
     config.classifier.*             fine-tuning the classifier (epochs=0: none)
     config.embeddings.*             DRE stage 1: spatial-filter embeddings, Eq. 4
-    config.dre.*                    DRE stage 2: the generator under Eq. 9
+    config.dre.*                    DRE stage 2: the generator under Eq. 9 (or
+                                    another objective), its optimiser and data
     config.dre.backgrounds.*        the training backgrounds of Sec. 4.1
+    config.dre.constraints.*        Sec. 4.4.3's ad-hoc constraints (Eq. 2 terms)
     config.checkpoint_every_steps   and the other loop settings at the top level
+
+Workdirs written before the generator settings had a group of their own stored
+them as `dre.upsample/widths/eta/h`; `migrate` reads such a config.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any
 
 import ml_collections
@@ -32,6 +40,9 @@ STAGES = ("classifier", "embeddings", "dre")
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step")
 DTYPES = ("float32", "bfloat16")
+OBJECTIVES = ("dre", "mgnet")  # `dre_jax.training.objectives`
+# Fields that moved, old name -> new name (config.json of older workdirs).
+MOVED = {f"dre.{k}": f"generator.{k}" for k in ("upsample", "widths", "eta", "h")}
 
 
 def default_config() -> ConfigDict:
@@ -47,7 +58,12 @@ def default_config() -> ConfigDict:
   c.dataset.num_classes = 0        # classifier head size; 0: from the weights
   c.dataset.data_dir = ""          # "" = TFDS's default directory
   c.dataset.manual_dir = ""        # imagenet2012: where the ILSVRC tars are
-  c.dataset.download = False       # build the dataset if it is not prepared
+  # imagenet2012: the ILSVRC2012 validation box XMLs (ILSVRC2012_bbox_val_v3),
+  # for M_E (Eq. 11); the other datasets carry their boxes.
+  c.dataset.boxes_dir = ""
+  # Let TFDS download and prepare a dataset that is not prepared (network).
+  # The offline composites are built without it.
+  c.dataset.download = False
   c.dataset.shuffle_buffer = 10_000
   # Data shards of the training split, each read by one process; 0 = one per
   # process. A fixed value makes the batches independent of the process count.
@@ -58,6 +74,12 @@ def default_config() -> ConfigDict:
   c.model.torch_weights = ""       # torchvision .pth state_dict to start from
   c.model.checkpoint = ""          # or a classifier directory (dre_jax.io)
   c.model.dtype = "float32"        # compute dtype: float32 or bfloat16
+
+  c.generator = ConfigDict()       # G and C: model settings (Sec. 3.2-3.3, 4.1)
+  c.generator.upsample = "subpixel"  # or "transposed" (the paper's text)
+  c.generator.widths = ()          # () = the architecture's (paper) widths
+  c.generator.eta = controller.ETA   # Eq. 7
+  c.generator.h = controller.H       # Eq. 7
 
   c.classifier = ConfigDict()      # fine-tuning; frozen afterwards
   c.classifier.epochs = 0          # 0: use the weights as they are
@@ -82,16 +104,21 @@ def default_config() -> ConfigDict:
   c.dre.batch_size = 64
   c.dre.learning_rate = 1e-2
   c.dre.lr_halve_every_epochs = 3
-  c.dre.upsample = "subpixel"      # or "transposed" (the paper's text)
-  c.dre.widths = ()                # () = the architecture's (paper) widths
-  c.dre.eta = controller.ETA
-  c.dre.h = controller.H
+  # The stage-2 loss, by name (`dre_jax.training.objectives`): "dre" is Eq. 9,
+  # "mgnet" Dabkowski & Gal's Eq. 2 (`dre_jax.explainers.mgnet`).
+  c.dre.objective = "dre"
+  # Sec. 4.4.3: Eq. 2's terms added to Eq. 9, weighted (0 = off, the paper's
+  # DRE): area lambda_av, smoothness lambda_tv, background lambda_bg.
+  c.dre.constraints = ConfigDict({"area": 0.0, "smoothness": 0.0,
+                                  "background": 0.0})
   c.dre.backgrounds = ConfigDict(
       dataclasses.asdict(perturbation.BackgroundConfig()))
 
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
   c.log_every_steps = 50
+
+  c.lock()
   return c
 
 
@@ -124,48 +151,13 @@ def parse_args(arg: str | None, allowed: tuple[str, ...] = ()) -> dict[str, str]
   return args
 
 
-def _type_name(value: Any) -> str:
-  return type(value).__name__
-
-
-def _compatible(default: Any, value: Any) -> bool:
-  if isinstance(default, bool) or isinstance(value, bool):
-    return isinstance(default, bool) and isinstance(value, bool)
-  if isinstance(default, float):
-    return isinstance(value, (int, float))
-  if isinstance(default, (tuple, list)):
-    return isinstance(value, (tuple, list))
-  return isinstance(value, type(default))
-
-
-def _check_fields(config: ConfigDict, defaults: ConfigDict, prefix: str,
-                  errors: list[str]) -> None:
-  for key in config.keys():
-    name = f"{prefix}{key}"
-    if key not in defaults:
-      close = difflib.get_close_matches(key, list(defaults.keys()), n=1)
-      hint = f"; did you mean {prefix}{close[0]}?" if close else ""
-      errors.append(f"unknown field config.{name}{hint} (fields here: "
-                    f"{', '.join(sorted(defaults.keys()))})")
-      continue
-    value, default = config[key], defaults[key]
-    if isinstance(default, ConfigDict):
-      if not isinstance(value, ConfigDict):
-        errors.append(f"config.{name} must be a group of fields, got "
-                      f"{_type_name(value)}")
-      else:
-        _check_fields(value, default, f"{name}.", errors)
-    elif not _compatible(default, value):
-      errors.append(f"config.{name} must be {_type_name(default)}, got "
-                    f"{value!r} ({_type_name(value)})")
-
-
 def validate(config: ConfigDict) -> None:
-  """Raises ValueError listing every unknown field and wrong value, or returns."""
+  """Raises ValueError listing every wrong value with its fix, or returns.
+
+  Unknown fields and wrong types are ml_collections' errors, raised where the
+  field is set (the defaults are locked).
+  """
   errors: list[str] = []
-  _check_fields(config, default_config(), "", errors)
-  if errors:
-    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
   from dre_jax import models  # pylint: disable=import-outside-toplevel
   d, m = config.dataset, config.model
   if not d.name:
@@ -198,12 +190,24 @@ def validate(config: ConfigDict) -> None:
   if c.epochs > 0 and d.num_classes <= 0:
     errors.append("fine-tuning the classifier needs config.dataset."
                   "num_classes (the size of its new head)")
-  if config.dre.upsample not in ("subpixel", "transposed"):
-    errors.append(f"config.dre.upsample={config.dre.upsample!r} is not "
+  g = config.generator
+  if g.upsample not in ("subpixel", "transposed"):
+    errors.append(f"config.generator.upsample={g.upsample!r} is not "
                   "'subpixel' or 'transposed'")
-  if config.dre.widths and len(config.dre.widths) != 3:
-    errors.append(f"config.dre.widths={tuple(config.dre.widths)} must give 3 "
+  if g.widths and len(g.widths) != 3:
+    errors.append(f"config.generator.widths={tuple(g.widths)} must give 3 "
                   "cell widths, or () for the architecture's")
+  if config.dre.objective not in OBJECTIVES:
+    errors.append(f"config.dre.objective={config.dre.objective!r} is not one "
+                  f"of {OBJECTIVES}")
+  for name, weight in config.dre.constraints.items():
+    if weight < 0:
+      errors.append(f"config.dre.constraints.{name}={weight} must be >= 0 "
+                    "(0 turns the constraint off)")
+  if d.boxes_dir and d.name != "imagenet2012":
+    errors.append(f"config.dataset.boxes_dir is for imagenet2012 (its "
+                  f"validation box XMLs); {d.name} carries its own boxes or "
+                  "has none: leave it empty")
   for stage in STAGES:
     s = config[stage]
     if s.epochs < 0 or s.batch_size <= 0:
@@ -228,7 +232,7 @@ DATASETS = {
                    eval_split="validation", num_classes=365),
     "composites": dict(name="tuxpaint_composites/coarse_224",
                        train_split="train", eval_split="test",
-                       num_classes=14, download=True),
+                       num_classes=14),
 }
 
 
@@ -251,3 +255,14 @@ def paper_config(dataset: str, arch: str, classifier_epochs: int = 0,
   if "runlocal" in parse_args(arg, allowed):
     shrink_for_local_run(config)
   return config
+
+
+def migrate(old: dict[str, Any]) -> dict[str, Any]:
+  """A config.json dict of an older workdir in today's field names (`MOVED`)."""
+  new = {k: (dict(v) if isinstance(v, dict) else v) for k, v in old.items()}
+  for old_name, new_name in MOVED.items():
+    group, key = old_name.split(".")
+    if key in new.get(group, {}):
+      new_group, new_key = new_name.split(".")
+      new.setdefault(new_group, {})[new_key] = new[group].pop(key)
+  return new

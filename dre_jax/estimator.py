@@ -52,19 +52,18 @@ class DRE:
   @classmethod
   def create(cls, spec: str | registry.ClassifierSpec, num_classes: int = 1000, *,
              upsample: str = "subpixel", widths=None, eta: float = controller.ETA,
-             h: float = controller.H, axis_name: str | None = None,
-             dtype=jnp.float32) -> "DRE":
+             h: float = controller.H, dtype=jnp.float32) -> "DRE":
     spec = registry.get(spec) if isinstance(spec, str) else spec
     return cls(
         spec=spec,
         generator=MaskGenerator(
             num_classes=num_classes,
             widths=tuple(widths or spec.generator_widths),
-            upsample=upsample, axis_name=axis_name, dtype=dtype),
+            upsample=upsample, dtype=dtype),
         eta=eta, h=h)
 
   def check_images(self, images: jnp.ndarray) -> None:
-    perturbation.check_images(images)
+    validation.as_images(images)
     if images.shape[1] % 32 or images.shape[2] % 32:
       raise ValueError(
           f"image sides must be multiples of 32 (the generator merges taps at "

@@ -19,10 +19,11 @@ import jax
 import jax.numpy as jnp
 
 
-def _batch_norm(train: bool, axis_name, dtype, name=None):
+def _batch_norm(train: bool, dtype, name=None):
+  """Training-mode statistics are over the global batch: the steps are jitted
+  over a device mesh (`dre_jax.parallel`), so no axis name is needed."""
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      axis_name=axis_name if train else None, dtype=dtype,
-                      name=name)
+                      dtype=dtype, name=name)
 
 
 def pixel_shuffle(x: jnp.ndarray, factor: int = 2) -> jnp.ndarray:
@@ -90,7 +91,6 @@ class BottleneckBlock(nn.Module):
   """ResNet bottleneck (1x1 -> 3x3 -> 1x1, inner width out/4) with a 1x1 biased residual conv."""
 
   features: int
-  axis_name: str | None = None
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -101,7 +101,7 @@ class BottleneckBlock(nn.Module):
     y = x
     for i, (width, k) in enumerate([(inner, 1), (inner, 3), (self.features, 1)]):
       y = conv(width, k, f"conv{i + 1}")(y)
-      y = _batch_norm(train, self.axis_name, self.dtype, f"bn{i + 1}")(y)
+      y = _batch_norm(train, self.dtype, f"bn{i + 1}")(y)
       if i < 2:
         y = nn.relu(y)
     residual = nn.Conv(self.features, (1, 1), dtype=self.dtype,
@@ -119,7 +119,6 @@ class BottleneckCell(nn.Module):
 
   features: int
   upsample: str = "subpixel"
-  axis_name: str | None = None
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -134,7 +133,7 @@ class BottleneckCell(nn.Module):
     else:
       raise ValueError(f"upsample must be 'subpixel' or 'transposed', got "
                        f"{self.upsample!r}")
-    x = _batch_norm(train, self.axis_name, self.dtype, "upsampler_bn")(x)
+    x = _batch_norm(train, self.dtype, "upsampler_bn")(x)
     x = nn.relu(x)
     if self.upsample == "subpixel":
       x = pixel_shuffle(x, 2)
@@ -144,7 +143,7 @@ class BottleneckCell(nn.Module):
           "in size; the classifier's taps must be at strides 4, 8, 16 and 32 of "
           "an input whose side is a multiple of 32")
     x = jnp.concatenate([x, skip.astype(x.dtype)], axis=-1)
-    return BottleneckBlock(self.features, self.axis_name, self.dtype,
+    return BottleneckBlock(self.features, self.dtype,
                            name="follow_up")(x, train)
 
 
@@ -156,23 +155,23 @@ class MaskGenerator(nn.Module):
     widths: cell widths at strides (4, 8, 16), as the paper lists them
       (ResNet50 / VGG19 (64, 128, 256), GoogLeNet (96, 240, 416)).
     upsample: "subpixel" (released code) or "transposed" (paper text).
-    axis_name: mapped axis over which training BatchNorm statistics are
-      averaged (data-parallel training); None on one device.
     dtype: compute dtype (bfloat16 on GPU/TPU); X is returned as float32.
   """
 
   num_classes: int
   widths: Sequence[int] = (64, 128, 256)
   upsample: str = "subpixel"
-  axis_name: str | None = None
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, taps: Sequence[jnp.ndarray], target: jnp.ndarray,
                train: bool = False) -> jnp.ndarray:
-    """taps: 4 maps at strides (4, 8, 16, 32), each [N, h, w, C]; target: [N] int.
+    """taps: 4 maps, fine to coarse, each at twice the stride of the one before
+    (strides 4, 8, 16, 32 for ResNet50; 2-16 for VGG19), [N, h, w, C];
+    target: [N] int.
 
-    Returns X: [N, H/4, W/4] float32.
+    Returns X: [N, h1, w1] float32 at the finest tap's resolution (H/4, W/4
+    for ResNet50).
     """
     if len(taps) != 4:
       raise ValueError(f"the generator needs 4 taps (strides 4, 8, 16, 32), got "
@@ -182,7 +181,7 @@ class MaskGenerator(nn.Module):
     f4, f8, f16, f32 = (t.astype(self.dtype) for t in taps)
     x = SpatialFilter(self.num_classes, name="spatial_filter")(f32, target)
     for i, (skip, width) in enumerate(zip((f16, f8, f4), self.widths[::-1])):
-      x = BottleneckCell(width, self.upsample, self.axis_name, self.dtype,
+      x = BottleneckCell(width, self.upsample, self.dtype,
                          name=f"cell{i}")(x, skip, train)
     x = nn.Conv(1, (3, 3), padding=1, dtype=self.dtype, name="to_saliency")(x)
     return x[..., 0].astype(jnp.float32)

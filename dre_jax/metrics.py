@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dre_jax import perturbation
+from dre_jax import validation
 
 # Released evaluation code: the base image is blurred with sigma 10, kernel 55.
 BLUR_SIGMA = 10.0
@@ -167,7 +168,7 @@ def insertion_curve(probability_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.nda
   Returns:
     [N, m + 1] probabilities at ratios 0, Delta, ..., 1.
   """
-  perturbation.check_images(images)
+  validation.as_images(images)
   if masks.shape != images.shape[:3]:
     raise ValueError(f"masks {tuple(masks.shape)} must be [N, H, W] of the images "
                      f"{tuple(images.shape[:3])}")

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dre_jax import validation
+
 
 @dataclasses.dataclass(frozen=True)
 class BackgroundConfig:
@@ -33,13 +35,6 @@ class BackgroundConfig:
   color_range: float = 0.165
   noise_std: float = 0.055
   image_noise_std: float = 0.015
-
-
-def check_images(images: jnp.ndarray, what: str = "images") -> None:
-  """Raises a ValueError naming the shape unless images are [N, H, W, 3]."""
-  if images.ndim != 4 or images.shape[-1] != 3:
-    raise ValueError(f"{what} must be [N, H, W, 3] (NHWC, RGB), got shape "
-                     f"{tuple(images.shape)}")
 
 
 def _mask_channels(masks: jnp.ndarray, images: jnp.ndarray) -> jnp.ndarray:
@@ -63,7 +58,7 @@ def perturb(images: jnp.ndarray, masks: jnp.ndarray,
 
   images, backgrounds: [N, H, W, 3]; masks: [N, H, W] or [N, H, W, 1].
   """
-  check_images(images)
+  validation.as_images(images)
   if backgrounds.shape != images.shape:
     raise ValueError(f"backgrounds {tuple(backgrounds.shape)} must have the images' "
                      f"shape {tuple(images.shape)}")
@@ -120,7 +115,7 @@ def sample_backgrounds(key: jax.Array, images: jnp.ndarray,
   With probability `blur_prob` a Gaussian blur of the image, else a random colour
   per image and channel plus per-pixel Gaussian noise. images: [N, H, W, 3].
   """
-  check_images(images)
+  validation.as_images(images)
   n = images.shape[0]
   k_choice, k_color, k_noise = jax.random.split(key, 3)
   blurred = gaussian_blur(images, config.blur_sigma, config.blur_kernel_size)

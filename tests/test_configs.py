@@ -61,7 +61,7 @@ def test_config_loads_validates_and_documents_itself(path):
   assert config.dre.learning_rate == 1e-2
   assert config.dre.lr_halve_every_epochs == 3
   assert config.dre.backgrounds.blur_prob == 0.5
-  assert config.dre.eta == 1.5 and config.dre.h == 2.5
+  assert config.generator.eta == 1.5 and config.generator.h == 2.5
   # :runlocal shrinks the same config and stays valid.
   _, local = _load(path, "runlocal")
   config_lib.validate(_with_weights(local))
@@ -86,17 +86,54 @@ def test_paper_configs_pick_their_dataset_and_classifier():
     assert (c.classifier.epochs == 0) == (dataset == "imagenet2012"), name
 
 
-def test_unknown_and_mistyped_fields_name_the_fix():
+def test_unknown_and_mistyped_fields_stop_where_they_are_set():
+  """The defaults are locked: a typo or a wrong type fails at the assignment."""
   c = config_lib.default_config()
   c.dataset.name, c.model.name = "caltech_birds2011", "resnet50"
   c.model.torch_weights = "/weights/resnet50.pth"
   config_lib.validate(c)
-  c.dre.learning_rte = 1e-3
-  c.embedings = config_lib.ConfigDict({"epochs": 1})
+  with pytest.raises(AttributeError, match="learning_rte"):
+    c.dre.learning_rte = 1e-3
+  with pytest.raises(AttributeError, match="Did you mean.*learning_rate"):
+    _ = c.dre.learning_rte
+  with pytest.raises(AttributeError, match="embedings"):
+    c.embedings = config_lib.ConfigDict({"epochs": 1})
+  with pytest.raises(TypeError, match="epochs"):
+    c.dre.epochs = "three"
+  with pytest.raises(TypeError, match="download"):
+    c.dataset.download = 1
+  c.dre.learning_rate = 1  # an int where a float is expected is fine
+  assert c.dre.learning_rate == 1.0 and isinstance(c.dre.learning_rate, float)
+
+
+def test_generator_settings_and_stage2_objective():
+  c = config_lib.default_config()
+  c.dataset.name, c.model.name = "caltech_birds2011", "resnet50"
+  c.model.torch_weights = "/weights/resnet50.pth"
+  c.generator.upsample, c.generator.widths = "transposed", (8, 16, 32)
+  c.dre.objective = "mgnet"
+  c.dre.constraints.smoothness = 0.5
+  config_lib.validate(c)
+  c.dre.objective, c.dre.constraints.area = "gradcam", -1.0
+  c.generator.widths = (8, 16)
+  c.dataset.boxes_dir = "/boxes"
   with pytest.raises(ValueError) as e:
     config_lib.validate(c)
-  assert "config.dre.learning_rte; did you mean dre.learning_rate?" in str(e.value)
-  assert "config.embedings; did you mean embeddings?" in str(e.value)
+  for fragment in ("config.dre.objective='gradcam'",
+                   "config.dre.constraints.area=-1.0 must be >= 0",
+                   "config.generator.widths=(8, 16) must give 3",
+                   "config.dataset.boxes_dir is for imagenet2012"):
+    assert fragment in str(e.value)
+
+
+def test_old_workdir_configs_migrate():
+  old = {"dre": {"epochs": 3, "upsample": "transposed", "widths": [8, 16, 32],
+                 "eta": 1.5, "h": 2.5}, "seed": 1}
+  assert config_lib.migrate(old) == {
+      "dre": {"epochs": 3}, "seed": 1,
+      "generator": {"upsample": "transposed", "widths": [8, 16, 32],
+                    "eta": 1.5, "h": 2.5}}
+  assert old["dre"]["upsample"] == "transposed"  # the input is not changed
 
 
 def test_wrong_values_are_errors():

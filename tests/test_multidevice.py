@@ -38,7 +38,9 @@ import jax, numpy as np, optax
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.perturbation import BackgroundConfig
-from dre_jax.training import parallel, trainer
+from dre_jax import config as config_lib
+from dre_jax.training import parallel, steps as steps_lib
+from dre_jax.training.steps import TrainState
 
 assert jax.device_count() == 8
 mesh = parallel.make_mesh()
@@ -52,29 +54,30 @@ batches = [{"image": rng.rand(8, 32, 32, 3).astype(np.float32),
 tx = optax.sgd(0.1, momentum=0.9)
 sched = optax.constant_schedule(0.1)
 steps = {
-    "classifier": (functools.partial(trainer.classifier_step, module=clf.module,
-                                     spec=dre.spec, tx=tx, schedule=sched, seed=0),
+    "classifier": (functools.partial(steps_lib.classifier_step, module=clf.module,
+                                     spec=dre.spec, schedule=sched, seed=0),
                    cls, None),
-    "embeddings": (functools.partial(trainer.embeddings_step, dre=dre, tx=tx,
+    "embeddings": (functools.partial(steps_lib.embeddings_step, dre=dre,
                                      schedule=sched, fake_prob=0.5, seed=0),
                    gen, clf),
-    "dre": (functools.partial(trainer.dre_step, dre=dre, tx=tx, schedule=sched,
-                              backgrounds=BackgroundConfig(), seed=0),
+    "dre": (functools.partial(steps_lib.dre_step, dre=dre, schedule=sched,
+                              backgrounds=BackgroundConfig(),
+                              config=config_lib.default_config(), seed=0),
             gen, clf),
 }
 for name, (step, variables, frozen) in steps.items():
-  state = trainer.init_state(variables["params"], variables["batch_stats"], tx)
+  state = TrainState.start(variables["params"], variables["batch_stats"], tx)
   one, eight = state, parallel.replicate(mesh, state)
   frozen8 = parallel.replicate(mesh, frozen)
   for batch in batches:
     one, m1 = jax.jit(step)(one, batch, frozen)
     eight, m8 = jax.jit(step)(eight, parallel.global_batch(mesh, batch), frozen8)
     np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
-  assert eight["params"][next(iter(eight["params"]))]
+  assert eight.params[next(iter(eight.params))]
   for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight)):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
   moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
-              zip(jax.tree.leaves(one["params"]), jax.tree.leaves(variables["params"])))
+              zip(jax.tree.leaves(one.params), jax.tree.leaves(variables["params"])))
   assert moved > 1e-3, (name, moved)
   print(name, "matches", float(m1["loss"]))
 """

@@ -8,6 +8,7 @@ subprocesses running `train.py` need no code from here.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -109,3 +110,12 @@ def run_train(config_path: str, workdir: str, *flags: str,
     raise AssertionError(f"train.py failed ({result.returncode}):\n"
                          f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
   return result
+
+
+def load_config_file(path: str, arg: str | None = None):
+  """`get_config(arg)` of a config file, as `--config=path[:arg]` loads it."""
+  spec = importlib.util.spec_from_file_location(
+      os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)

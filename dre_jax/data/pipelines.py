@@ -96,6 +96,7 @@ def make_tf_dataset(
     data_dir: str | None = None,
     manual_dir: str | None = None,
     boxes_dir: str | None = None,
+    require_boxes: bool = False,
     download: bool = False,
     process_index: int | None = None,
     process_count: int | None = None,
@@ -120,13 +121,22 @@ def make_tf_dataset(
     data_dir: TFDS data directory; None for TFDS's default.
     manual_dir: where `imagenet2012` finds ILSVRC2012_img_{train,val}.tar.
     boxes_dir: ILSVRC2012 validation box XML files (evaluation only).
-    download: download and prepare the dataset if it is not prepared yet.
+    require_boxes: raise, naming the fix, unless the batches will carry
+      `box_mask` (the explainability metric M_E, Eq. 11, needs it).
+    download: let TFDS download and prepare the dataset if it is not
+      prepared yet. The datasets of this package (`tuxpaint_composites`)
+      build offline and are built when missing, download or not.
     process_index, process_count: this process and the number of processes;
       default `jax.process_index()` and `jax.process_count()`.
   """
   process_index, process_count = _process(process_index, process_count)
   local_batch = local_batch_size(batch_size, process_count)
+  data_dir, manual_dir, boxes_dir = (
+      os.path.expanduser(d) if d else None
+      for d in (data_dir, manual_dir, boxes_dir))
   builder = _builder(name, data_dir, manual_dir, download)
+  if require_boxes:
+    check_boxes(builder.name, "bbox" in builder.info.features, boxes_dir)
   steps = _steps(builder, split, local_batch, process_count, train)
   if not 0 <= skip_batches <= steps:
     raise ValueError(f"skip_batches={skip_batches} is outside the epoch's "
@@ -196,6 +206,28 @@ def make_tf_dataset(
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def check_boxes(name: str, has_bbox: bool, boxes_dir: str | None) -> None:
+  """Raises ValueError naming the fix unless batches of `name` get box masks."""
+  if has_bbox:
+    return
+  if name == "imagenet2012":
+    if not boxes_dir:
+      raise ValueError(
+          "the explainability metric M_E (Eq. 11) on imagenet2012 needs the "
+          "ILSVRC2012 validation boxes: extract ILSVRC2012_bbox_val_v3.tgz "
+          "(image-net.org) and set config.dataset.boxes_dir (boxes_dir=) to "
+          "the folder of its XML files")
+    if not os.path.isdir(boxes_dir):
+      raise ValueError(f"boxes_dir {boxes_dir} is not a directory; set "
+                       "config.dataset.boxes_dir to the folder of the "
+                       "ILSVRC2012 validation box XML files")
+    return
+  raise ValueError(f"{name} has no object boxes, so the explainability metric "
+                   "M_E (Eq. 11) cannot be computed on it; evaluate without "
+                   "it or choose a dataset with boxes (caltech_birds2011, "
+                   "imagenet2012 with boxes_dir, tuxpaint_composites)")
+
+
 def num_examples(name: str, split: str, *, data_dir: str | None = None,
                  process_index: int = 0, process_count: int = 1) -> int:
   """Examples in `split`; with process_count > 1, in that process's shard."""
@@ -261,6 +293,7 @@ def _split_size(builder, split) -> int:
 def _builder(name: str, data_dir: str | None, manual_dir: str | None = None,
              download: bool = False):
   """The prepared TFDS builder, or a DatasetNotPreparedError saying why."""
+  data_dir = os.path.expanduser(data_dir) if data_dir else None
   module = _PACKAGE_BUILDERS.get(name.split("/")[0].split(":")[0])
   if module is not None:
     importlib.import_module(module)
@@ -277,17 +310,27 @@ def _builder(name: str, data_dir: str | None, manual_dir: str | None = None,
   manual_dir = manual_dir or os.path.join(root, "downloads", "manual")
   has_tars = any(os.path.exists(os.path.join(manual_dir, tar))
                  for tar in _IMAGENET_TARS)
-  if download and (has_tars or not is_imagenet):
+  if module is not None and jax.process_index() == 0:
+    logging.info("building %s offline into %s (once)", name, root)
+    builder.download_and_prepare()  # this package's builders need no network
+    return builder
+  if download and module is None and (has_tars or not is_imagenet):
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     return builder
-  if is_imagenet:
+  if module is not None:
+    todo = (f"build it offline first: python -m {module} --configs="
+            f"{name.split('/', 1)[-1] if '/' in name else 'coarse_224'} "
+            f"--data_dir={root}")
+  elif is_imagenet:
     todo = (f"download {' and '.join(_IMAGENET_TARS)} from image-net.org "
-            f"into the manual directory {manual_dir} and call again with "
-            f"manual_dir={manual_dir!r}, download=True (this builds the "
-            "TFRecords once)")
+            f"into the manual directory {manual_dir} and run again with "
+            f"config.dataset.manual_dir={manual_dir} and "
+            "config.dataset.download=True (download=True in Python; this "
+            "builds the TFRecords once)")
   else:
-    todo = (f"call again with download=True, or run `tfds build {name} "
+    todo = (f"let TFDS download and prepare it (config.dataset.download="
+            f"True; download=True in Python), or run `tfds build {name} "
             f"--data_dir={root}` on a machine with internet access")
   raise DatasetNotPreparedError(
       f"dataset {name!r} is not prepared in the TFDS data_dir {root} (looked "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Mapping
 
 import flax
@@ -114,6 +115,7 @@ def restore_variables(path: str, target: Any, repair: str) -> Any:
     with ocp.StandardCheckpointer() as checkpointer:
       variables = checkpointer.restore(path, target)
   except Exception as e:  # orbax raises many types for a damaged directory.
+    _drop_closed_loop_callbacks()
     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
     raise ValueError(f"cannot restore {path} ({type(e).__name__}: "
                      f"{first[:200]}); {repair}") from None
@@ -125,3 +127,26 @@ def restore_variables(path: str, target: Any, repair: str) -> Any:
     raise ValueError(f"{path} does not fit its metadata ({problems[0]}); "
                      f"{repair}")
   return variables
+
+
+def _drop_closed_loop_callbacks() -> None:
+  """Silences the echo of a failed restore.
+
+  After orbax gives up on a damaged checkpoint, tensorstore's reads still in
+  flight call back into orbax's closed asyncio loop; each raises "Event loop
+  is closed" in a callback, which Python prints as an unraisable exception
+  (dozens of tracebacks after the one clear error). Only those are dropped.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loop_callbacks", False):
+    return
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook.drops_closed_loop_callbacks = True
+  sys.unraisablehook = hook
+

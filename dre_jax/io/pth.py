@@ -120,8 +120,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
     except KeyError:
       raise CheckpointFormatError(
           self._path, f"the pickle refers to the global {module}.{name}, "
-          "which a file of tensors never needs; refusing to load it (only "
-          "tensors, storages and (Ordered)dicts are allowed)") from None
+          "which a file of tensors never needs; refusing to load it (its code "
+          "would run); a whole model saved with torch.save(model) is refused: "
+          "save its weights with torch.save(model.state_dict(), path) "
+          "instead") from None
 
   def persistent_load(self, pid):
     if (not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage"
@@ -267,6 +269,7 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
     CheckpointFormatError: the file is missing, not a zip or legacy torch file,
       truncated, or its pickle names anything besides tensors and dicts.
   """
+  path = os.path.expanduser(os.fspath(path))
   if not os.path.isfile(path):
     raise CheckpointFormatError(path, "no such file")
   if zipfile.is_zipfile(path):
@@ -295,6 +298,7 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None
   Returns:
     The tensors by name, as numpy arrays.
   """
+  path = os.path.expanduser(os.fspath(path))
   tree = load_checkpoint(path)
   where = "the file"
   if key is not None:
@@ -309,8 +313,10 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None
   nested = [k for k, v in tree.items() if isinstance(v, dict)]
   if nested:
     raise CheckpointFormatError(
-        path, f"{where} nests dicts under {nested}; pick one with "
-        "load_state_dict(path, key=...)")
+        path, f"{where} nests dicts under {nested}; pick the one that holds "
+        f"the weights: --state-dict-key={nested[0]} (python -m "
+        f"dre_jax.models.convert) or load_state_dict(path, key="
+        f"{nested[0]!r})")
   others = {k: type(v).__name__ for k, v in tree.items()
             if not isinstance(v, np.ndarray)}
   if others:

@@ -7,6 +7,11 @@ without torch (`dre_jax.io.pth.load_state_dict`). The command line
 `python -m dre_jax.models.convert` writes the result as a classifier directory
 (`dre_jax.io.classifier_dir`).
 
+Checkpoints of a model wrapped in `nn.DataParallel` or DDP prefix every key
+with "module."; that prefix is removed (`strip_data_parallel`). When the keys
+do not fit the architecture, the error says which registered architecture they
+fit, if one does (`fitting_architectures`).
+
 Layouts: a conv kernel is OIHW in PyTorch and HWIO in Flax (a depthwise
 `(C, 1, k, k)` becomes `(k, k, 1, C)` by the same transpose); a dense kernel
 is `(out, in)` in PyTorch and `(in, out)` in Flax; everything else (biases,
@@ -15,6 +20,7 @@ BatchNorm scale/bias/mean/var, embeddings) is stored alike.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping
 
 import flax
@@ -25,6 +31,47 @@ import numpy as np
 from dre_jax.models import registry
 
 Path = tuple[str, ...]
+DATA_PARALLEL_PREFIX = "module."
+_MAX_PROBLEMS = 12  # listed in an error; the rest are counted
+
+
+def strip_data_parallel(state_dict: Mapping[str, np.ndarray]
+                        ) -> tuple[dict[str, np.ndarray], bool]:
+  """(state_dict without the "module." prefix that DataParallel/DDP adds to
+  every key, whether it had one)."""
+  if state_dict and all(k.startswith(DATA_PARALLEL_PREFIX) for k in state_dict):
+    n = len(DATA_PARALLEL_PREFIX)
+    return {k[n:]: v for k, v in state_dict.items()}, True
+  return dict(state_dict), False
+
+
+def fitting_architectures(state_dict: Mapping[str, np.ndarray]) -> list[str]:
+  """The registered architectures whose variables the state_dict fills exactly
+  (any number of classes)."""
+  state_dict, _ = strip_data_parallel(state_dict)
+  keys = {k for k in state_dict if not k.endswith("num_batches_tracked")}
+  fits = []
+  for name in registry.names():
+    spec = registry.get(name)
+    wanted = {spec.torch_key(p) for p in variable_shapes(spec, 2)}
+    if wanted != {k for k in keys if not k.startswith(spec.torch_ignore)}:
+      continue
+    try:
+      _convert(spec, state_dict, None, jnp.float32)
+    except ValueError:
+      continue
+    fits.append(name)
+  return fits
+
+
+def _fit_hint(spec: registry.ClassifierSpec,
+              state_dict: Mapping[str, np.ndarray]) -> str:
+  fits = [n for n in fitting_architectures(state_dict) if n != spec.name]
+  if fits:
+    return (f"; these weights fit the registered architecture "
+            f"{' and '.join(fits)}: use --arch {fits[0]} (config.model.name="
+            f"{fits[0]})")
+  return "; they fit no registered architecture (dre_jax.models.names())"
 
 
 def variable_shapes(spec: registry.ClassifierSpec, num_classes: int = 1000,
@@ -33,6 +80,11 @@ def variable_shapes(spec: registry.ClassifierSpec, num_classes: int = 1000,
 
   Computed with `jax.eval_shape` at `spec.input_size`: nothing is allocated.
   """
+  return dict(_variable_shapes(spec, num_classes, jnp.dtype(dtype)))
+
+
+@functools.lru_cache(maxsize=64)
+def _variable_shapes(spec, num_classes: int, dtype):
   module = spec.build(num_classes=num_classes, dtype=dtype)
   x = jax.ShapeDtypeStruct((1, spec.input_size, spec.input_size, 3),
                            jnp.float32)
@@ -67,6 +119,7 @@ def infer_num_classes(spec: registry.ClassifierSpec,
   The classifier is found as the variables whose shapes change with
   `num_classes` (the last dense layer); its bias has shape `[num_classes]`.
   """
+  state_dict, _ = strip_data_parallel(state_dict)
   shapes_a = variable_shapes(spec, num_classes=1)
   shapes_b = variable_shapes(spec, num_classes=2)
   heads = [p for p in shapes_a if shapes_a[p].shape != shapes_b[p].shape]
@@ -77,14 +130,15 @@ def infer_num_classes(spec: registry.ClassifierSpec,
   keys = [spec.torch_key(p) for p in heads]
   raise ValueError(
       f"cannot infer num_classes for {spec.name!r}: the checkpoint has none "
-      f"of the classifier keys {keys}; pass num_classes explicitly")
+      f"of its classifier keys {keys}{_fit_hint(spec, state_dict)}")
 
 
 def convert_state_dict(shapes: Mapping[Path, jax.ShapeDtypeStruct],
                        state_dict: Mapping[str, np.ndarray],
                        torch_key: Callable[[Path], str],
                        torch_ignore: tuple[str, ...] = (),
-                       target: str = "the model") -> dict[str, Any]:
+                       target: str = "the model",
+                       max_listed: int | None = None) -> dict[str, Any]:
   """Fills Flax variables of the given shapes from a PyTorch state_dict.
 
   Args:
@@ -94,6 +148,8 @@ def convert_state_dict(shapes: Mapping[Path, jax.ShapeDtypeStruct],
     torch_ignore: prefixes of PyTorch keys without a Flax counterpart
       (`num_batches_tracked` is always ignored).
     target: what the variables are for, in error messages.
+    max_listed: list at most this many problems in the error (count the
+      rest); None lists all.
   Returns:
     Nested `{"params": ..., "batch_stats": ...}` of numpy arrays.
   Raises:
@@ -120,9 +176,12 @@ def convert_state_dict(shapes: Mapping[Path, jax.ShapeDtypeStruct],
       and not k.startswith(tuple(torch_ignore)))
   problems += [f"unexpected key {k}" for k in unexpected]
   if problems:
+    listed = problems[:max_listed]
+    if len(problems) > len(listed):
+      listed.append(f"... and {len(problems) - len(listed)} more")
     raise ValueError(
         f"the checkpoint does not fit {target} ({len(problems)} problems):"
-        "\n  " + "\n  ".join(problems))
+        "\n  " + "\n  ".join(listed))
   return flax.traverse_util.unflatten_dict(flat)
 
 
@@ -142,10 +201,20 @@ def torch_to_flax(spec: registry.ClassifierSpec,
     `{"params": ..., "batch_stats": ...}` (the collections the module has),
     nested dicts of numpy arrays in the variables' dtypes.
   Raises:
-    ValueError: listing every missing key, unexpected key and shape mismatch.
+    ValueError: listing the missing keys, unexpected keys and shape
+      mismatches, and which registered architecture the keys fit instead.
   """
+  state_dict, _ = strip_data_parallel(state_dict)
+  try:
+    return _convert(spec, state_dict, num_classes, dtype)
+  except ValueError as e:
+    raise ValueError(f"{e}{_fit_hint(spec, state_dict)}") from None
+
+
+def _convert(spec, state_dict, num_classes, dtype) -> dict[str, Any]:
   if num_classes is None:
     num_classes = infer_num_classes(spec, state_dict)
   return convert_state_dict(
       variable_shapes(spec, num_classes, dtype), state_dict, spec.torch_key,
-      spec.torch_ignore, f"{spec.name!r} with {num_classes} classes")
+      spec.torch_ignore, f"{spec.name!r} with {num_classes} classes",
+      max_listed=_MAX_PROBLEMS)

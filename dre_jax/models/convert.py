@@ -7,7 +7,10 @@ reads a `torch.save` file without torch (`dre_jax.io.pth`), maps every Flax
 variable of the registered architecture to its PyTorch key and writes a
 classifier directory (`dre_jax.io.classifier_dir`) that training
 (`--config.model.checkpoint=weights/resnet50`) and `dre_jax.io.load_classifier`
-read back. The conversion itself is `dre_jax.io.torch_weights`.
+read back. The conversion itself is `dre_jax.io.torch_weights`. Keys of a
+`nn.DataParallel`/DDP model lose their "module." prefix; a mistake (a file that
+is not a state_dict, weights of another architecture, an existing --out) is one
+line naming the fix (`dre_jax.cli`, --debug for the traceback).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 
 import jax
 
+from dre_jax import cli
 from dre_jax.io import classifier_dir
 from dre_jax.io import pth
 from dre_jax.io import torch_weights
@@ -38,7 +42,11 @@ def main(argv: list[str] | None = None) -> None:
   args = parser.parse_args(argv)
 
   spec = registry.get(args.arch)
-  state_dict = pth.load_state_dict(args.torch_weights, args.state_dict_key)
+  state_dict, stripped = torch_weights.strip_data_parallel(
+      pth.load_state_dict(args.torch_weights, args.state_dict_key))
+  if stripped:
+    print(f"note: removed the {torch_weights.DATA_PARALLEL_PREFIX!r} prefix "
+          "(nn.DataParallel/DDP) from every key")
   num_classes = args.num_classes or torch_weights.infer_num_classes(
       spec, state_dict)
   variables = torch_weights.torch_to_flax(spec, state_dict, num_classes)
@@ -50,4 +58,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main, absl_flags=False, prog="python -m dre_jax.models.convert")

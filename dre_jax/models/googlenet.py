@@ -18,6 +18,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dre_jax import validation
 from dre_jax.models import layers
 from dre_jax.models import registry
 
@@ -119,7 +120,7 @@ class GoogLeNet(nn.Module):
         "inception4e": [.., H/16, .., 832], "inception5b": [.., H/32, .., 1024]}
         in `dtype`, sides rounded up as ceil-mode pooling does.
     """
-    layers.check_images(x, "GoogLeNet")
+    validation.as_images(x, "GoogLeNet input")
     x = x.astype(self.dtype)
     if self.transform_input:
       mean = jnp.asarray(registry.IMAGENET_MEAN, self.dtype)

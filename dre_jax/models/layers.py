@@ -13,15 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def check_images(x: jnp.ndarray, model: str) -> None:
-  """Raises a clear error unless x is a batch of NHWC RGB images."""
-  if x.ndim != 4 or x.shape[-1] != 3:
-    raise ValueError(
-        f"{model} expects preprocessed NHWC RGB images [N, H, W, 3], got shape "
-        f"{tuple(x.shape)}; transpose NCHW input with x.transpose(0, 2, 3, 1) "
-        "and add a batch axis to a single image.")
-
-
 def tap(module: nn.Module, taps: dict, name: str, x: jnp.ndarray) -> jnp.ndarray:
   """Records `x` as the feature tap `name` and returns the value to continue with.
 

@@ -16,6 +16,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dre_jax import validation
 from dre_jax.models import layers
 from dre_jax.models import registry
 
@@ -92,7 +93,7 @@ class ResNet(nn.Module):
       taps: {"layer1": [N, H/4, W/4, C1], ..., "layer4": [N, H/32, W/32, C4]}
         in `dtype` (sides rounded as PyTorch rounds them).
     """
-    layers.check_images(x, "ResNet")
+    validation.as_images(x, "ResNet input")
     x = x.astype(self.dtype)
     x = layers.conv(64, 7, stride=2, padding=3, dtype=self.dtype,
                     name="conv1")(x)

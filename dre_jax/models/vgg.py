@@ -16,6 +16,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dre_jax import validation
 from dre_jax.models import layers
 from dre_jax.models import registry
 
@@ -52,7 +53,7 @@ class VGG(nn.Module):
       taps: {"conv1_2": [N, H, W, 64], ..., "conv5_4": [N, H/16, W/16, 512],
         "pool5": [N, H/32, W/32, 512]} in `dtype` (sides floored).
     """
-    layers.check_images(x, "VGG")
+    validation.as_images(x, "VGG input")
     x = x.astype(self.dtype)
     taps = {}
     for stage, widths in enumerate(self.stages, start=1):
