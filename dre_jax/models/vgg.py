@@ -4,12 +4,28 @@ Convolutions are named as in the VGG paper (`conv3_4` is the fourth conv of
 the third stage) and the classifier's Linear layers `fc6..fc8`;
 `vgg_torch_key` maps them to torchvision's `features.16` / `classifier.0`.
 The taps are the last ReLU output of each stage (`conv1_2` ... `conv5_4`) and
-`pool5`; at 224 px the paper's generator uses conv3_4 256@56, conv4_4 512@28,
-conv5_4 512@14 and pool5 512@7.
+`pool5`.
+
+Which four feed the generator (Sec. 4.1, "Implementation"): the paper divides
+a CNN's conv layers into groups by the resolution of their outputs and takes
+the intermediate layers {256, 512, 1024} of ResNet50 (the last output of its
+stages layer1-3, with layer4 as the main flow) and, "for VGG19 and GoogleNet
+that contain the intermediate layers with {128, 256, 512} and {192, 480, 832}
+channels", halves their channels for the cells: {64, 128, 256}. VGG19's only
+layers with 128, 256 and 512 channels that end a resolution group are
+conv2_2 128@112, conv3_4 256@56 and conv4_4 512@28 (224 px input); read the
+same way as ResNet50 and GoogLeNet, the main flow is the next group's last
+output, conv5_4 512@14. So the default `vgg19` taps are conv2_2, conv3_4,
+conv4_4, conv5_4 at strides 2, 4, 8, 16: the coarse mask X is at stride 2
+(112x112 for 224 px) instead of ResNet50's stride 4. `vgg19_stride4` keeps the
+earlier reading, conv3_4 256@56, conv4_4 512@28, conv5_4 512@14 and pool5
+512@7 (strides 4-32, the channels {256, 512, 512} of the cells' skips do not
+match the paper's {128, 256, 512}), with the same cell widths.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Sequence
 
@@ -97,8 +113,13 @@ def vgg_torch_key(path: tuple[str, ...], stages=VGG19_STAGES) -> str:
 VGG19 = registry.register(registry.ClassifierSpec(
     name="vgg19",
     make_module=functools.partial(VGG, stages=VGG19_STAGES),
-    tap_names=("conv3_4", "conv4_4", "conv5_4", "pool5"),
+    tap_names=("conv2_2", "conv3_4", "conv4_4", "conv5_4"),  # strides 2-16
     generator_widths=(64, 128, 256),
     torch_key=functools.partial(vgg_torch_key, stages=VGG19_STAGES),
     head_name="fc8",
 ))
+
+# The same network tapped at strides 4-32 (this package's earlier default).
+VGG19_STRIDE4 = registry.register(dataclasses.replace(
+    VGG19, name="vgg19_stride4",
+    tap_names=("conv3_4", "conv4_4", "conv5_4", "pool5")))
