@@ -33,7 +33,10 @@ class UserError(Exception):
 
 def _message(error: BaseException) -> str:
   """The error's message on one line (KeyError and AttributeError unquoted)."""
-  text = str(error.args[0]) if error.args else str(error)
+  if isinstance(error, OSError) or not error.args:
+    text = str(error)  # OSError(errno, strerror, filename) reads well as a whole
+  else:
+    text = str(error.args[0])
   if text[:1] in "'\"" and text[-1:] == text[:1]:
     try:  # a message that is itself a repr
       text = str(ast.literal_eval(text))
