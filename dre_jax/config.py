@@ -33,6 +33,7 @@ import ml_collections
 
 from dre_jax import controller
 from dre_jax import perturbation
+from dre_jax.evaluation import config as eval_config
 
 ConfigDict = ml_collections.ConfigDict
 
@@ -118,6 +119,7 @@ def default_config() -> ConfigDict:
   c.keep_checkpoints = 3
   c.log_every_steps = 50
 
+  c.eval = eval_config.default_config()  # evaluate.py's protocol (Sec. 4.1-4.2)
   c.lock()
   return c
 
@@ -252,6 +254,7 @@ def paper_config(dataset: str, arch: str, classifier_epochs: int = 0,
   config.dataset.update(DATASETS[dataset])
   config.model.name = arch
   config.classifier.epochs = classifier_epochs
+  config.eval.num_images = eval_config.paper_sample(config.dataset.name)
   if "runlocal" in parse_args(arg, allowed):
     shrink_for_local_run(config)
   return config

@@ -130,3 +130,9 @@ def broadcast_from_process_0(tree: Any) -> Any:
   if jax.process_count() == 1:
     return tree
   return multihost_utils.broadcast_one_to_all(tree)
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches this point (no-op with one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)

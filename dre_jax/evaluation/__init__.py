@@ -1,0 +1,1 @@
+"""Evaluation (paper Sec. 4): the comparison protocol, tables and figures."""

@@ -1,0 +1,477 @@
+"""The comparison protocol (paper Sec. 4.1-4.2): every method on the same images.
+
+    sample = make_sample(split_size, num_images=2000, seed=0)   # sorted positions
+    run(classifier, methods, sample, source, cache_dir, Protocol(...))
+    per_method, common = collect(cache_dir, methods, sample, protocol)
+
+The sample is a seeded random subset of the split's positions (the paper's
+10,000 ImageNet validation and 2,000 CUB test images), cut into shards of
+`shard_size` images. For every shard the images are read once; the explained
+class t is the classifier's prediction (argmax); then each method explains the
+shard (timed, compiled ahead) and is scored:
+
+* the insertion curve Q_0..Q_m and M_F (Eq. 10) with the tie-breaker, and on
+  the first `tie_break_effect_images` images also without it;
+* M_E (Eq. 11) where the batches carry box masks;
+* the maps' skewness (moment and median coefficients) and tied fraction.
+
+Each (method, shard) result is one `.npz` written atomically under
+`cache_dir/<method>-<fingerprint>/`, where the fingerprint covers everything
+that changes the numbers (the method, its settings, its trained arrays, the
+classifier, the sample, the protocol). A run killed at any point restarts with
+the same command, skips the finished files and ends with the same numbers: the
+random methods' keys depend only on (seed, method, shard, batch).
+
+Devices and hosts: the batch is split over one mesh of all devices
+(`dre_jax.parallel`); every process reads the same shard and feeds its rows
+of each global batch; per-image results are gathered to every process and
+process 0 writes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import time
+import zlib
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dre_jax import atomic
+from dre_jax import metrics
+from dre_jax import parallel
+from dre_jax.classifier import Classifier
+
+SHARD_FILE = "shard-{:05d}.npz"
+COMMON = "common"  # per-sample, method-independent data (targets, figure images)
+
+# Per-image arrays of a method's shard file (besides the figure maps).
+PER_IMAGE = ("index", "target", "label", "curve", "faithfulness",
+             "faithfulness_untied", "explainability", "skewness",
+             "median_skewness", "tied_fraction", "finite")
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """How the methods are run and scored (`config.eval`, see its docstring)."""
+
+  num_steps: int = 32
+  steps_per_call: int = 4
+  tie_break: metrics.TieBreak = metrics.TieBreak()
+  batch_size: int = 16
+  shard_size: int = 256
+  seed: int = 0
+  tie_break_effect_images: int = 256
+  figure_images: int = 6
+  explainability: bool = True
+
+  @classmethod
+  def from_config(cls, c) -> "Protocol":
+    """From `config.eval` (a ConfigDict or any object with those fields)."""
+    return cls(num_steps=int(c.num_steps), steps_per_call=int(c.steps_per_call),
+               tie_break=metrics.TieBreak(float(c.tie_break_sigma),
+                                          float(c.tie_break_weight)),
+               batch_size=int(c.batch_size), shard_size=int(c.shard_size),
+               seed=int(c.seed),
+               tie_break_effect_images=int(c.tie_break_effect_images),
+               figure_images=int(c.figure_images),
+               explainability=bool(c.explainability))
+
+  def __post_init__(self):
+    for name in ("num_steps", "steps_per_call", "batch_size", "shard_size"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"config.eval.{name} must be > 0, got "
+                         f"{getattr(self, name)}")
+
+  def fingerprint(self) -> dict[str, Any]:
+    """The fields that change the numbers (not batch_size or steps_per_call)."""
+    return {"num_steps": self.num_steps,
+            "tie_break": dataclasses.asdict(self.tie_break),
+            "shard_size": self.shard_size, "seed": self.seed,
+            "tie_break_effect_images": self.tie_break_effect_images,
+            "figure_images": self.figure_images,
+            "explainability": self.explainability}
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """One explainer as the protocol runs it.
+
+  explain: (classifier, images [N, H, W, 3], target [N], key) -> [N, H, W],
+    jittable, its settings bound; settings: recorded with the results;
+    fingerprint: identifies its trained arrays (e.g. a generator), "" if none.
+  """
+
+  name: str
+  explain: Callable[..., jnp.ndarray]
+  settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+  fingerprint: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+  """The evaluated images: sorted positions in the split and what they are."""
+
+  positions: np.ndarray
+  description: dict[str, Any]
+
+  def __len__(self) -> int:
+    return len(self.positions)
+
+  def num_shards(self, shard_size: int) -> int:
+    return math.ceil(len(self.positions) / shard_size)
+
+  def shard(self, k: int, shard_size: int) -> np.ndarray:
+    return self.positions[k * shard_size:(k + 1) * shard_size]
+
+
+def make_sample(split_size: int, num_images: int = 0, seed: int = 0,
+                **description) -> Sample:
+  """A seeded random subset of range(split_size), sorted; all of it if num_images is 0.
+
+  The same (split_size, num_images, seed) always gives the same positions.
+  """
+  if split_size <= 0:
+    raise ValueError("the evaluation split is empty")
+  if num_images < 0:
+    raise ValueError(f"config.eval.num_images must be >= 0, got {num_images}")
+  if num_images == 0 or num_images >= split_size:
+    positions = np.arange(split_size)
+  else:
+    rng = np.random.default_rng(seed)
+    positions = np.sort(rng.permutation(split_size)[:num_images])
+  return Sample(positions.astype(np.int64),
+                {**description, "split_size": int(split_size),
+                 "num_images": int(len(positions)), "seed": int(seed)})
+
+
+def array_source(arrays: dict[str, np.ndarray]):
+  """A source over in-memory arrays (tests): {"image": [N, H, W, 3], "label",
+  optionally "box_mask"}, indexed by split position."""
+
+  def source(sample: Sample, shard_size: int) -> Iterator[dict[str, np.ndarray]]:
+    for k in range(sample.num_shards(shard_size)):
+      positions = sample.shard(k, shard_size)
+      yield {**{key: np.asarray(v)[positions] for key, v in arrays.items()},
+             "index": positions}
+
+  return source
+
+
+def tree_fingerprint(*trees) -> str:
+  """A short hash of the arrays of pytrees and their paths: identifies weights.
+
+  The same in every process and every run (no object ids or reprs).
+  """
+  digest = hashlib.sha256()
+  for tree in trees:
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+      leaf = np.asarray(leaf)
+      digest.update(f"{jax.tree_util.keystr(path)}{leaf.dtype}{leaf.shape}".encode())
+      digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def classifier_fingerprint(classifier: Classifier) -> str:
+  """The classifier's architecture, preprocessing and weights, hashed."""
+  return (f"{classifier.spec.name}-{_hash([classifier.mean, classifier.std])}-"
+          f"{tree_fingerprint(classifier.variables)}")
+
+
+def _hash(value: Any) -> str:
+  text = json.dumps(value, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _spec(method: Method | None, classifier_id: str, sample: Sample,
+          protocol: Protocol) -> dict[str, Any]:
+  spec = {"classifier": classifier_id, "protocol": protocol.fingerprint(),
+          "sample": sample.description,
+          "positions": hashlib.sha256(sample.positions.tobytes()).hexdigest()[:16]}
+  if method is not None:
+    spec["method"] = {"name": method.name, "settings": method.settings,
+                      "fingerprint": method.fingerprint}
+  return spec
+
+
+def cache_dirs(cache_dir: str, methods: Sequence[Method], classifier_id: str,
+               sample: Sample, protocol: Protocol) -> dict[str, str]:
+  """{method name or COMMON: its shard directory}, named by a fingerprint."""
+  out = {COMMON: os.path.join(
+      cache_dir, f"{COMMON}-{_hash(_spec(None, classifier_id, sample, protocol))}")}
+  for m in methods:
+    out[m.name] = os.path.join(
+        cache_dir, f"{m.name}-{_hash(_spec(m, classifier_id, sample, protocol))}")
+  return out
+
+
+def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  atomic.write_atomic(path, buffer.getvalue())
+
+
+def _load_npz(path: str) -> dict[str, np.ndarray]:
+  try:
+    with np.load(path) as f:
+      return {k: f[k] for k in f.files}
+  except (OSError, ValueError, EOFError) as e:
+    raise ValueError(f"{path} is damaged ({e}); delete it and rerun to "
+                     "recompute that shard") from None
+
+
+def _key(seed: int, counter: jnp.ndarray) -> jax.Array:
+  """The random key of (method, shard, batch): independent of devices and resumes."""
+  key = jax.random.key(seed)
+  for i in range(3):
+    key = jax.random.fold_in(key, counter[i])
+  return key
+
+
+def _score(classifier: Classifier, images, saliency, target, box_mask, *,
+           protocol: Protocol, untied: bool):
+  """Per-image metrics of one batch of maps (jitted; `untied` is static)."""
+  curve_of = lambda tb: metrics.insertion_curve(  # noqa: E731
+      classifier.probability, images, saliency, target,
+      num_steps=protocol.num_steps, steps_per_call=protocol.steps_per_call,
+      tie_break=tb)
+  curve = curve_of(protocol.tie_break)
+  out = {"curve": curve, "faithfulness": metrics.faithfulness(curve),
+         "skewness": metrics.skewness(saliency),
+         "median_skewness": metrics.median_skewness(saliency),
+         "tied_fraction": metrics.tied_fraction(saliency),
+         "finite": jnp.all(jnp.isfinite(saliency), axis=(1, 2))}
+  if untied:
+    out["faithfulness_untied"] = metrics.faithfulness(
+        curve_of(metrics.NO_TIE_BREAK))
+  if box_mask is not None:
+    out["explainability"] = metrics.explainability(saliency, box_mask,
+                                                   protocol.tie_break)
+  return out
+
+
+def _figure_rows(target: np.ndarray, label: np.ndarray, count: int,
+                 labels_match: bool) -> tuple[np.ndarray, np.ndarray]:
+  """Rows of shard 0 for the figures: the first `count` correctly classified
+  (or simply the first, when labels are another label space) and the first
+  `count` misclassified; returns (rows, misclassified flags)."""
+  if not labels_match:
+    rows = np.arange(min(count, len(target)))
+    return rows, np.zeros(len(rows), bool)
+  right = np.flatnonzero(target == label)[:count]
+  wrong = np.flatnonzero(target != label)[:count]
+  rows = np.concatenate([right, wrong])
+  return rows, np.concatenate([np.zeros(len(right), bool), np.ones(len(wrong), bool)])
+
+
+class _Batches:
+  """One shard's rows as global batches over the mesh (padded by repeating the
+  last row; `valid` marks the real rows)."""
+
+  def __init__(self, mesh, data: dict[str, np.ndarray], batch_size: int,
+               boxes: bool):
+    self.size = len(data["image"])
+    self.count = math.ceil(self.size / batch_size)
+    pad = self.count * batch_size - self.size
+    rows = np.concatenate([np.arange(self.size), np.full(pad, self.size - 1)])
+    n, p = jax.process_count(), jax.process_index()
+    local = batch_size // n
+    self.batches = []
+    for b in range(self.count):
+      take = rows[b * batch_size + p * local:b * batch_size + (p + 1) * local]
+      arrays = {"image": data["image"][take].astype(np.float32)}
+      if boxes:
+        arrays["box_mask"] = data["box_mask"][take].astype(np.float32)
+      self.batches.append(parallel.global_batch(mesh, arrays))
+
+
+def run(classifier: Classifier, methods: Sequence[Method], sample: Sample,
+        source: Callable[[Sample, int], Iterable[dict[str, np.ndarray]]],
+        cache_dir: str, protocol: Protocol, *, classifier_id: str | None = None,
+        labels_match: bool = True, max_shards: int | None = None,
+        mesh=None, progress: bool = True) -> dict[str, str]:
+  """Explains and scores every shard of `sample` with every method, resumably.
+
+  Args:
+    classifier: the frozen classifier; methods: the explainers (`Method`).
+    sample: the images (`make_sample`); source(sample, shard_size) yields
+      each shard's {"image" [S, H, W, 3] in [0, 1], "label" [S], "index" [S]
+      (split positions), optionally "box_mask" [S, H, W]}, in order.
+    cache_dir: where the per-(method, shard) files go.
+    classifier_id: identifies the classifier's weights (default: their hash).
+    labels_match: the classifier's classes are the dataset's labels (else no
+      image counts as misclassified).
+    max_shards: stop after this many shards (a partial run).
+
+  Returns:
+    {method name or COMMON: its shard directory} for `collect`.
+  """
+  mesh = mesh or parallel.make_mesh()
+  parallel.check_batch_size(protocol.batch_size, "config.eval.batch_size")
+  classifier_id = classifier_id or classifier_fingerprint(classifier)
+  dirs = cache_dirs(cache_dir, methods, classifier_id, sample, protocol)
+  num_shards = sample.num_shards(protocol.shard_size)
+  limit = num_shards if max_shards is None else min(num_shards, max_shards)
+  names = [m.name for m in methods]
+  if jax.process_index() == 0:
+    for m in methods:
+      path = os.path.join(dirs[m.name], "spec.json")
+      if not os.path.exists(path):
+        atomic.write_atomic(path, json.dumps(
+            _spec(m, classifier_id, sample, protocol), indent=2, sort_keys=True,
+            default=str))
+  done = np.array([[os.path.exists(os.path.join(dirs[n], SHARD_FILE.format(k)))
+                    for n in [COMMON, *names]] for k in range(limit)], bool)
+  done = np.asarray(parallel.broadcast_from_process_0(done)).reshape(limit, -1)
+  if done.all():
+    return dirs
+
+  sizes = [len(sample.shard(k, protocol.shard_size)) for k in range(limit)]
+  total = sum(sizes[k] * int((~done[k, 1:]).sum()) for k in range(limit))
+  bar = _progress_bar(total, progress)
+  frozen = parallel.replicate(mesh, classifier)
+  predict = jax.jit(lambda clf, x: jnp.argmax(clf.logits(x), axis=-1))
+  score = jax.jit(_score, static_argnames=("protocol", "untied"))
+  compiled: dict[str, Any] = {}
+  method_ids = {m.name: zlib.crc32(m.name.encode()) & 0x7FFFFFFF for m in methods}
+
+  for k, data in enumerate(source(sample, protocol.shard_size)):
+    if k >= limit:
+      break
+    if done[k].all():
+      continue
+    if not np.array_equal(data["index"], sample.shard(k, protocol.shard_size)):
+      raise ValueError(f"shard {k}: the data source returned other images than "
+                       "the sample's (split positions differ)")
+    batches = _Batches(mesh, data, protocol.batch_size,
+                       boxes=protocol.explainability and "box_mask" in data)
+    targets = [predict(frozen, b["image"]) for b in batches.batches]
+    target_host = np.concatenate([parallel.to_host(t) for t in targets])[:batches.size]
+    label = np.asarray(data["label"]).astype(np.int64)
+    rows = misclassified = None
+    if k == 0:
+      rows, misclassified = _figure_rows(target_host, label,
+                                         protocol.figure_images, labels_match)
+    if not done[k, 0] and jax.process_index() == 0:
+      common = {"index": data["index"], "target": target_host, "label": label}
+      if k == 0:
+        common.update(rows=rows, misclassified=misclassified,
+                      images=np.round(data["image"][rows] * 255).astype(np.uint8))
+        if "box_mask" in data:
+          common["box_mask"] = data["box_mask"][rows].astype(np.uint8)
+      _write_npz(os.path.join(dirs[COMMON], SHARD_FILE.format(k)), common)
+    start = k * protocol.shard_size
+    untied = (protocol.tie_break.enabled
+              and start < protocol.tie_break_effect_images)
+    for j, m in enumerate(methods):
+      if done[k, j + 1]:
+        continue
+      if bar is not None:
+        bar.set_description(f"{m.name} shard {k + 1}/{limit}")
+      result = _run_method(m, frozen, batches, targets, score, protocol,
+                           method_ids[m.name], k, untied, compiled, mesh,
+                           keep_maps=rows)
+      if jax.process_index() == 0:
+        result.update(index=data["index"], target=target_host, label=label)
+        _write_npz(os.path.join(dirs[m.name], SHARD_FILE.format(k)), result)
+      if bar is not None:
+        bar.update(batches.size)
+  if bar is not None:
+    bar.close()
+  parallel.barrier("evaluation shards written")  # before anyone reads them
+  return dirs
+
+
+def _run_method(m: Method, frozen, batches: _Batches, targets, score,
+                protocol: Protocol, method_id: int, shard: int, untied: bool,
+                compiled: dict, mesh, keep_maps) -> dict[str, np.ndarray]:
+  """One method on one shard: timed explanation, then the metrics."""
+  seconds, outs, maps = 0.0, [], []
+  for b, (batch, target) in enumerate(zip(batches.batches, targets)):
+    counter = parallel.replicate(mesh, np.array([method_id, shard, b], np.uint32))
+    args = (frozen, batch["image"], target, counter)
+    if m.name not in compiled:
+      explain = lambda clf, x, t, c, _m=m: _m.explain(  # noqa: E731
+          clf, x, t, _key(protocol.seed, c))
+      compiled[m.name] = jax.jit(explain).lower(*args).compile()
+    begin = time.perf_counter()
+    saliency = jax.block_until_ready(compiled[m.name](*args))
+    seconds += time.perf_counter() - begin
+    if saliency.shape != batch["image"].shape[:3]:
+      raise ValueError(f"explainer {m.name!r} returned maps of shape "
+                       f"{tuple(saliency.shape)} for images "
+                       f"{tuple(batch['image'].shape)}; expected [N, H, W]")
+    out = score(frozen, batch["image"], saliency, target,
+                batch.get("box_mask"), protocol=protocol, untied=untied)
+    outs.append(parallel.to_host(out))
+    if keep_maps is not None:
+      maps.append(np.asarray(parallel.to_host(saliency), np.float32))
+  size = batches.size
+  result = {key: np.concatenate([o[key] for o in outs])[:size]
+            for key in outs[0]}
+  n = len(result["faithfulness"])
+  result.setdefault("faithfulness_untied", np.full(n, np.nan, np.float32))
+  result.setdefault("explainability", np.full(n, np.nan, np.float32))
+  bad = ~result["finite"]
+  for key in ("faithfulness", "faithfulness_untied", "explainability",
+              "skewness", "median_skewness"):
+    result[key] = np.where(bad, np.nan, result[key])
+  result["curve"] = np.where(bad[:, None], np.nan, result["curve"])
+  result["seconds"] = np.float64(seconds)
+  result["rows_processed"] = np.int64(batches.count * protocol.batch_size)
+  if keep_maps is not None:
+    result["maps"] = np.concatenate(maps)[:size][keep_maps].astype(np.float16)
+  return result
+
+
+def _progress_bar(total: int, enabled: bool):
+  if not enabled or jax.process_index() != 0 or total == 0:
+    return None
+  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+  return tqdm(total=total, unit="img", desc="evaluate", mininterval=1.0,
+              dynamic_ncols=True, smoothing=0.05)
+
+
+def collect(dirs: dict[str, str], methods: Sequence[str], sample: Sample,
+            protocol: Protocol, max_shards: int | None = None
+            ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+  """Reads the shard files back: ({method: per-image arrays + seconds, rows,
+  maps}, common {index, target, label, figure rows, images, box masks})."""
+  num_shards = sample.num_shards(protocol.shard_size)
+  limit = num_shards if max_shards is None else min(num_shards, max_shards)
+
+  def read(name):
+    parts = []
+    for k in range(limit):
+      path = os.path.join(dirs[name], SHARD_FILE.format(k))
+      if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing: the run did not finish; "
+                                "rerun the same command to complete it")
+      parts.append(_load_npz(path))
+    return parts
+
+  common_parts = read(COMMON)
+  common = {key: np.concatenate([p[key] for p in common_parts])
+            for key in ("index", "target", "label")}
+  common.update({key: common_parts[0][key] for key in
+                 ("rows", "misclassified", "images", "box_mask")
+                 if key in common_parts[0]})
+  per_method = {}
+  for name in methods:
+    parts = read(name)
+    arrays = {key: np.concatenate([p[key] for p in parts]) for key in PER_IMAGE}
+    if not np.array_equal(arrays["index"], common["index"]):
+      raise ValueError(f"the shards of {name!r} in {dirs[name]} cover other "
+                       "images than the sample; delete that directory and rerun")
+    arrays["seconds"] = float(sum(float(p["seconds"]) for p in parts))
+    arrays["rows_processed"] = int(sum(int(p["rows_processed"]) for p in parts))
+    arrays["maps"] = parts[0]["maps"]
+    per_method[name] = arrays
+  return per_method, common

@@ -1,0 +1,250 @@
+"""One trained workdir through the comparison protocol: what `evaluate.py` calls.
+
+    results = evaluate_workdir("runs/cub_resnet", config)
+
+loads the workdir's classifier (and its DRE estimator), builds the requested
+explainers from `dre_jax.explainers` (with `config.eval.settings`), draws the
+seeded sample of the evaluation split, runs `protocol.run` (resumable) and
+publishes `<workdir>/eval` (`report`). MGnet and DRE+ (MGnet-based) need a
+generator trained with the MGnet objective: `config.eval.mgnet_workdir`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from dre_jax import explainers
+from dre_jax import parallel
+from dre_jax.data import pipelines
+from dre_jax.classifier import Classifier
+from dre_jax.evaluation import config as eval_config
+from dre_jax.evaluation import data as eval_data
+from dre_jax.evaluation import protocol as protocol_lib
+from dre_jax.evaluation import report
+from dre_jax.evaluation import results as results_lib
+from dre_jax.io import workdir as workdir_lib
+from dre_jax.io import classifier_dir
+
+# Methods that need a generator trained with the MGnet objective.
+NEEDS_MGNET = ("mgnet", "dre+mgnet")
+
+
+@dataclasses.dataclass
+class Loaded:
+  """What a workdir provides: the classifier, and DRE when trained there."""
+
+  workdir: str
+  classifier: Classifier
+  meta: dict[str, Any] | None        # estimator.json, None without an estimator
+  generator: dict[str, Any] | None   # {"estimator", "generator_variables"}
+
+
+def load_workdir(workdir: str) -> Loaded:
+  """The workdir's classifier and, if trained, its estimator."""
+  workdir = workdir_lib.resolve(workdir)
+  if workdir_lib.has_estimator(workdir):
+    dre, classifier, variables, meta = workdir_lib.load_estimator(workdir)
+    return Loaded(workdir, classifier, meta,
+                  {"estimator": dre, "generator_variables": variables})
+  directory = os.path.join(workdir, workdir_lib.CLASSIFIER_DIR)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(
+        f"{workdir} holds neither a trained estimator nor a classifier; train "
+        f"one with `python train.py --config=... --workdir={workdir}`")
+  return Loaded(workdir, classifier_dir.load_classifier(directory), None, None)
+
+
+def _objective(workdir: str) -> str | None:
+  """config.dre.objective recorded in a workdir's config.json (None if absent)."""
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      return json.load(f).get("dre", {}).get("objective")
+  except (OSError, ValueError):
+    return None
+
+
+def build_methods(names: list[str], explicit: bool, loaded: Loaded,
+                  mgnet: Loaded | None, settings: dict[str, dict[str, Any]],
+                  mesh) -> tuple[list[protocol_lib.Method], list[str]]:
+  """(the methods to run, notes on methods left out).
+
+  Trained arrays are replicated over the mesh and bound; settings checked
+  against each method's (a TypeError names the known ones).
+  """
+  unknown = sorted(set(settings) - set(explainers.names()))
+  if unknown:
+    raise ValueError(f"config.eval.settings names unknown explainers {unknown}; "
+                     f"registered: {', '.join(explainers.names())}")
+  methods, notes = [], []
+  for name in names:
+    m = explainers.method(name)
+    bound: dict[str, Any] = {}
+    if m.trained:
+      problem = None
+      if name in NEEDS_MGNET and mgnet is None:
+        problem = ("needs a generator trained with the MGnet objective: set "
+                   "config.eval.mgnet_workdir")
+      elif name not in ("mgnet",) and loaded.generator is None:
+        problem = f"needs a trained DRE estimator in {loaded.workdir}"
+      if problem:
+        if explicit:
+          raise ValueError(f"explainer {name!r} {problem}")
+        notes.append(f"{name} left out: it {problem}")
+        continue
+      if name == "mgnet":
+        bound = dict(mgnet.generator)
+      elif name == "dre+mgnet":
+        bound = {**loaded.generator,
+                 "mgnet_estimator": mgnet.generator["estimator"],
+                 "mgnet_variables": mgnet.generator["generator_variables"]}
+      else:
+        bound = dict(loaded.generator)
+    arrays = {k: v for k, v in bound.items() if not _is_static(v)}
+    replicated = parallel.replicate(mesh, arrays)
+    fn = explainers.get(name, **{**bound, **replicated})
+    chosen = explainers.check_settings(name, settings.get(name, {}))
+    methods.append(protocol_lib.Method(
+        name=name,
+        explain=lambda clf, x, t, key, _fn=fn, _s=chosen: _fn(clf, x, t, key, **_s),
+        settings=chosen,
+        fingerprint=protocol_lib.tree_fingerprint(arrays) if arrays else ""))
+  return methods, notes
+
+
+def _is_static(value) -> bool:
+  """Modules and estimator descriptions (not arrays) stay Python values."""
+  return not jax.tree.leaves(value) or dataclasses.is_dataclass(value)
+
+
+def _class_namers(classifier: Classifier, dataset: str, data_dir: str | None,
+                  labels_match: bool) -> tuple[Callable[[int], str], Callable[[int], str] | None]:
+  """Names for the explained class t and for the dataset's labels."""
+  label_names = None
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    label_names = tfds.builder(dataset, data_dir=data_dir).info.features["label"].names
+  except Exception:  # pylint: disable=broad-except  (names are decoration)
+    pass
+  if classifier.num_classes == 1000 and not labels_match:
+    from dre_jax.models import imagenet  # pylint: disable=import-outside-toplevel
+    imagenet_names = imagenet.imagenet_class_names()
+    target_name = lambda t: imagenet_names[t].split(",")[0]  # noqa: E731
+  elif labels_match and label_names:
+    target_name = lambda t: label_names[t]  # noqa: E731
+  else:
+    target_name = str
+  label_name = (lambda l: label_names[l]) if label_names else None  # noqa: E731
+  return target_name, label_name
+
+
+def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
+                     image_size: int | None = None, progress: bool = True,
+                     log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Runs the protocol on `workdir` with `config` and publishes its report.
+
+  config: the experiment config (`config.dataset`, `config.eval`).
+  image_size: evaluate at this size; default the estimator's training size
+    (else config.dataset.image_size).
+  Returns results.json's content, plus "report" (the published directory).
+  """
+  e = config.eval
+  loaded = load_workdir(workdir)
+  workdir = loaded.workdir
+  mgnet = None
+  if e.mgnet_workdir:
+    mgnet = load_workdir(e.mgnet_workdir)
+    if _objective(mgnet.workdir) not in (None, "mgnet"):
+      raise ValueError(f"config.eval.mgnet_workdir={e.mgnet_workdir} was trained "
+                       f"with objective {_objective(mgnet.workdir)!r}, not 'mgnet'")
+    if (protocol_lib.classifier_fingerprint(mgnet.classifier)
+        != protocol_lib.classifier_fingerprint(loaded.classifier)):
+      raise ValueError(f"config.eval.mgnet_workdir={e.mgnet_workdir} explains "
+                       f"another classifier than {workdir}; train MGnet for the "
+                       "same classifier (config.model.checkpoint=<workdir>/classifier)")
+  if image_size is None:
+    image_size = loaded.meta["image_size"] if loaded.meta else config.dataset.image_size
+    if loaded.meta and config.dataset.image_size != image_size:
+      log(f"[evaluate] at {image_size} px, the size the estimator was trained "
+          f"at (config.dataset.image_size is {config.dataset.image_size}; "
+          "--image_size overrides)")
+  if image_size % 32:
+    raise ValueError(f"image size {image_size} must be a multiple of 32")
+
+  dataset, split = config.dataset.name, e.split or config.dataset.eval_split
+  boxes_dir = config.dataset.get("boxes_dir", "") or None
+  if e.explainability and dataset.split(":")[0] == "imagenet2012":
+    try:  # the other datasets have boxes or not; M_E is skipped without them
+      pipelines.check_boxes("imagenet2012", False, boxes_dir)
+    except ValueError as err:
+      raise ValueError(f"{err}; or pass --config.eval.explainability=False for "
+                       "M_F only") from None
+  data_dir = config.dataset.data_dir or None
+  sample = protocol_lib.make_sample(
+      eval_data.split_size(dataset, split, data_dir), e.num_images, e.seed,
+      dataset=dataset, split=split, image_size=image_size,
+      boxes_dir=boxes_dir or "")
+  protocol = protocol_lib.Protocol.from_config(e)
+  labels_match = config.dataset.num_classes in (0, loaded.classifier.num_classes)
+
+  mesh = parallel.make_mesh()
+  explicit = bool(e.methods.strip())
+  names = ([n.strip() for n in e.methods.split(",") if n.strip()] if explicit
+           else explainers.names())
+  for n in names:
+    explainers.method(n)  # a clear error for an unknown name
+  methods, notes = build_methods(names, explicit, loaded, mgnet,
+                                 eval_config.parse_settings(e.settings), mesh)
+  for note in notes:
+    log(f"[evaluate] {note}")
+  if not methods:
+    raise ValueError("no explainer to evaluate; set config.eval.methods")
+  log(f"[evaluate] {len(sample)} images of {dataset}/{split} at {image_size} px, "
+      f"{len(methods)} methods ({', '.join(m.name for m in methods)}) on "
+      f"{jax.device_count()} devices ({jax.process_count()} processes)")
+
+  cache = os.path.join(workdir, report.CACHE)
+  source = eval_data.tfds_source(dataset, split, image_size=image_size,
+                                 data_dir=data_dir,
+                                 manual_dir=config.dataset.manual_dir or None,
+                                 boxes_dir=boxes_dir)
+  dirs = protocol_lib.run(loaded.classifier, methods, sample, source, cache,
+                          protocol, labels_match=labels_match,
+                          max_shards=max_shards, mesh=mesh, progress=progress)
+  per_method, common = protocol_lib.collect(dirs, [m.name for m in methods],
+                                            sample, protocol, max_shards)
+  summary, per_image = results_lib.summarise(
+      per_method, common, labels_match=labels_match,
+      settings={m.name: m.settings for m in methods})
+  partial = max_shards is not None and max_shards < sample.num_shards(
+      protocol.shard_size)
+  results = {
+      **summary,
+      "workdir": workdir, "dataset": dataset, "split": split,
+      "arch": loaded.classifier.spec.name, "image_size": image_size,
+      "num_images": int(len(common["index"])), "partial": partial,
+      "sample": sample.description,
+      "protocol": {**protocol.fingerprint(), "batch_size": protocol.batch_size,
+                   "devices": jax.device_count(),
+                   "processes": jax.process_count()},
+      "controller": (loaded.meta or {}).get("generator"),
+      "config": {"dataset": config.dataset.to_dict(), "eval": e.to_dict()},
+  }
+  if jax.process_index() == 0:
+    target_name, label_name = _class_namers(loaded.classifier, dataset, data_dir,
+                                            labels_match)
+    link, note = report.publish(
+        workdir, "eval_partial" if partial else "eval",
+        lambda d: report.build_report(d, results, per_image, per_method, common,
+                                      class_name=target_name,
+                                      label_name=label_name,
+                                      labels_match=labels_match), results)
+    if note:
+      log(f"[evaluate] {note}")
+    results["report"] = link
+  return results

@@ -1,0 +1,157 @@
+"""`tables.md`: the paper's Tables 2-5 from one or more `results.json`.
+
+Each results.json (one evaluated workdir: one classifier on one dataset) is one
+column; columns are grouped by dataset, with a MEAN column per dataset when it
+has several classifiers, as in Tables 3 and 4. Rows are the methods in the
+paper's order (DRE, MGnet, MPert, FInv, XPert, GCAM, GCAM++, VGrad, SMGrad,
+ITGrad), then DRE+ and any other registered method.
+
+    python -m dre_jax.evaluation.tables runs/*/eval/results.json > tables.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+# Display names and Table 2's "number of sensitive hyper-parameters" and
+# "number of iterations per explanation" as the paper gives them.
+PAPER = {
+    "dre": ("DRE", "-", "1"), "mgnet": ("MGnet", "3", "1"),
+    "mpert": ("MPert", "2", "300"), "finv": ("FInv", "3", "80"),
+    "xpert": ("XPert", "-", "300"), "gcam": ("GCAM", "-", "1"),
+    "gcam++": ("GCAM++", "-", "1"), "vgrad": ("VGrad", "-", "1"),
+    "smgrad": ("SMGrad", "1", "50"), "itgrad": ("ITGrad", "-", "200"),
+    "dre+self": ("DRE+ (self-based)", "-", "1 + 33 forwards"),
+    "dre+mgnet": ("DRE+ (MGnet-based)", "-", "2"),
+}
+
+
+def display_name(method: str) -> str:
+  return PAPER[method][0] if method in PAPER else method
+
+
+def _order(methods: Sequence[str]) -> list[str]:
+  known = [m for m in PAPER if m in methods]
+  return known + sorted(m for m in methods if m not in PAPER)
+
+
+def _columns(results: Sequence[dict[str, Any]]) -> list[tuple[str, str, int]]:
+  """(dataset, column header, index into results), grouped by dataset."""
+  labels = [r.get("label") or r.get("arch", "?") for r in results]
+  if len(set(labels)) < len(labels):  # two runs of one arch: say which workdir
+    labels = [f"{l} ({r.get('workdir', i)})" for i, (l, r) in
+              enumerate(zip(labels, results))]
+  datasets = list(dict.fromkeys(r.get("dataset", "?") for r in results))
+  return [(d, labels[i], i) for d in datasets
+          for i, r in enumerate(results) if r.get("dataset", "?") == d]
+
+
+def _fmt(value, digits: int = 2) -> str:
+  return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _table(title: str, results: Sequence[dict[str, Any]],
+           cell: Callable[[dict[str, Any]], float | None],
+           render: Callable[[dict[str, Any]], str] | None = None,
+           mean: bool = True) -> str:
+  columns = _columns(results)
+  methods = _order(list(dict.fromkeys(
+      m for r in results for m in r["methods"])))
+  header = ["method"]
+  groups: dict[str, list[int]] = {}
+  for dataset, label, i in columns:
+    groups.setdefault(dataset, []).append(i)
+  for dataset, indices in groups.items():
+    for i in indices:
+      header.append(f"{dataset}: {[c[1] for c in columns if c[2] == i][0]}")
+    if mean and len(indices) > 1:
+      header.append(f"{dataset}: MEAN")
+  lines = [f"### {title}", "", "| " + " | ".join(header) + " |",
+           "|" + "---|" * len(header)]
+  for m in methods:
+    row = [display_name(m)]
+    for dataset, indices in groups.items():
+      values = []
+      for i in indices:
+        entry = results[i]["methods"].get(m)
+        value = cell(entry) if entry else None
+        values.append(value)
+        row.append(render(entry) if (render and entry) else _fmt(value))
+      if mean and len(indices) > 1:
+        ok = [v for v in values if v is not None]
+        row.append(_fmt(sum(ok) / len(ok)) if len(ok) == len(values) else "-")
+    lines.append("| " + " | ".join(row) + " |")
+  return "\n".join(lines)
+
+
+def render(results: Sequence[dict[str, Any]]) -> str:
+  """The markdown of Tables 2-5 (and skewness, tie-breaker) for these results."""
+  first = results[0]
+  p = first["protocol"]
+  tb = p["tie_break"]
+  tie = ("off" if tb["sigma"] == 0 else
+         f"smoothed copy (Gaussian sigma {tb['sigma']:.4g} x image side) as "
+         + ("the second sort key (only equal scores reordered)"
+            if tb["weight"] == 0 else f"an added term with weight {tb['weight']:g}"))
+  samples = "; ".join(
+      f"{r.get('label') or r.get('arch')}: {r['num_images']} images of "
+      f"{r['dataset']}/{r['split']} (seed {r['sample']['seed']}, "
+      f"{r['image_size']} px)" for r in results)
+  parts = [
+      "# DRE evaluation (paper Sec. 4)",
+      "",
+      f"Samples: {samples}. Every method explains the classifier's prediction "
+      f"t on the same images. M_F: Eq. 10 with Delta = 1/{p['num_steps']}, base "
+      f"image blurred (sigma 10, kernel 55); tie-breaker: {tie}. Normalised "
+      "M_F: min-max over the evaluated methods per image, then the mean (the "
+      "paper's Tables 3 and 5). M_E: Eq. 11 on the box masks.",
+      "",
+      _table("Table 2: cost (measured seconds per image; the paper's counts)",
+             results, lambda e: e["seconds_per_image"],
+             render=lambda e: f"{e['seconds_per_image']:.4f}", mean=False),
+      "",
+      "| method | sensitive hyper-parameters (paper) | iterations per explanation (paper) |",
+      "|---|---|---|",
+      *[f"| {display_name(m)} | {PAPER[m][1]} | {PAPER[m][2]} |"
+        for m in _order(list(first["methods"])) if m in PAPER],
+      "",
+      _table("Tables 3 and 5: faithfulness M_F, normalised across methods "
+             "(raw M_F in parentheses)", results,
+             lambda e: e["faithfulness_normalised"],
+             render=lambda e: (f"{_fmt(e['faithfulness_normalised'])} "
+                               f"({_fmt(e['faithfulness'])})")),
+      "",
+      _table("Table 4: explainability M_E", results,
+             lambda e: e["explainability"]),
+      "",
+      _table("Skewness of the maps (Pearson's moment coefficient; median "
+             "coefficient in parentheses)", results, lambda e: e["skewness"],
+             render=lambda e: f"{_fmt(e['skewness'])} ({_fmt(e['median_skewness'])})"),
+      "",
+      _table("The tie-breaker: M_F with minus without it (on the first images; "
+             "share of tied pixels in parentheses)", results,
+             lambda e: (e["tie_break_effect"] or {}).get("delta"),
+             render=lambda e: (f"{_fmt((e['tie_break_effect'] or {}).get('delta'), 3)} "
+                               f"({_fmt(e['tied_fraction'], 3)})"), mean=False),
+      "",
+  ]
+  return "\n".join(parts)
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) < 2:
+    print("usage: python -m dre_jax.evaluation.tables RESULTS.json [...]",
+          file=sys.stderr)
+    return 2
+  results = []
+  for path in argv[1:]:
+    with open(path) as f:
+      results.append(json.load(f))
+  sys.stdout.write(render(results))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv))
