@@ -314,9 +314,22 @@ def explainer_settings(name: str, quick: bool, chunk: int) -> dict:
   return s
 
 
+class _Rows(list):
+  """A list of result rows that writes RESULTS["explainers"] after every append."""
+
+  def __init__(self, out: str):
+    super().__init__()
+    self._out = out
+    RESULTS["explainers"] = self
+
+  def append(self, row) -> None:
+    super().append(row)
+    write(self._out)
+
+
 def part_explainers(args) -> list:
   from dre_jax import explainers
-  rows = []
+  rows = _Rows(args.out)
   names = [n for n in explainers.names() if n in args.methods or not args.methods]
   for arch in args.archs:
     classifier, dre, generator = _setup(arch, args.size)

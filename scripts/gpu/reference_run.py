@@ -213,7 +213,7 @@ def figure(path: str, images, rows: dict) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   names = list(rows)
-  k = min(6, len(images))
+  k = min(6, len(images), *(len(v) for v in rows.values()))
   fig, axes = plt.subplots(k, 1 + len(names), figsize=(2 * (1 + len(names)), 2 * k),
                            squeeze=False)
   for i in range(k):
