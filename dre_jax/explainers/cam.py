@@ -68,10 +68,14 @@ def grad_cam_pp_weights(a: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
   return jnp.sum(alpha * jax.nn.relu(g), axis=(1, 2))
 
 
+def class_activation_map(a: jnp.ndarray, g: jnp.ndarray, weights_fn) -> jnp.ndarray:
+  """ReLU(sum_k w_k A^k) with w = weights_fn(A, g): A, g [N, h, w, K] -> [N, h, w]."""
+  return jax.nn.relu(jnp.einsum("nhwk,nk->nhw", a, weights_fn(a, g)))
+
+
 def _cam(classifier, images, target, weights_fn, tap, upsample):
   a, g, _ = tap_gradient(classifier, images, target, tap)
-  w = weights_fn(a, g)
-  cam = jax.nn.relu(jnp.einsum("nhwk,nk->nhw", a, w))
+  cam = class_activation_map(a, g, weights_fn)
   return upsample_masks(cam, images.shape[1:3]) if upsample else cam
 
 

@@ -62,12 +62,13 @@ def default_config():
 
 
 def settings(config: Any = None) -> dict[str, float]:
-  """DEFAULTS updated from `config` (a mapping or ConfigDict; None = defaults).
-
-  Fields of `config` that are not MGnet settings are ignored, so the trainer
-  may pass its whole `config.dre` group.
+  """DEFAULTS updated from `config`: None (the defaults), a mapping or ConfigDict
+  of MGnet settings, or the whole experiment config, whose `mgnet` group
+  (`configs/mgnet.py`) is read; other fields are ignored.
   """
   out = dict(DEFAULTS)
+  if config is not None and "mgnet" in config:
+    config = config["mgnet"]
   if config is not None:
     for name in DEFAULTS:
       value = config.get(name, None) if hasattr(config, "get") else None
@@ -154,8 +155,9 @@ def loss(dre: DRE, generator_params, generator_state, classifier: Classifier,
          config: Any = None):
   """Stage 2 of MGnet: Eq. 2 (`objective`) with M from the generator in train mode.
 
-  The same signature and return as `DRE.loss` (plus `dre` first and the MGnet
-  `config`, see `settings`), so the trainer runs it in place of Eq. 9:
+  The signature of `dre_jax.training.objectives` (`DRE.loss`'s, with `dre` first
+  and the config last, see `settings`), so `train.py` runs it in place of Eq. 9
+  with `config.dre.objective = "mgnet"` (`configs/mgnet.py`):
   differentiable in `generator_params`; `generator_state` is its batch_stats;
   t = argmax f(I).
 

@@ -1,0 +1,285 @@
+"""The explainers against one forward + backward pass, and against Captum, in one run.
+
+    python benchmarks/bench_explainers.py --arch resnet50,efficientnet_lite0 \
+        --size 224 --batch 2 --reps 2 --samples 10 --iterations 10 \
+        --out results/bench_explainers
+
+For each classifier and each registered method (settings: the papers' defaults,
+except the counts below): seconds per image of the whole jitted batch, the
+method's classifier passes per image (`explainers.passes`), and that time over
+passes x the per-image time of one forward + backward pass (input gradient of
+the target logit) of the same model measured in the same run ("vs passes";
+the issue's target is <= 1.2). The counts of the expensive methods are cut to
+`--samples` (SmoothGrad samples, IG steps) and `--iterations` (MPert, XPert,
+FInv) so a CPU run takes minutes; their "s/img (full)" column scales the
+measured time by full passes / measured passes. "XLA memory" is the compiled
+program's temporary + argument + output bytes (`memory_analysis`).
+
+With torch, torchvision and captum installed, Captum's Saliency, NoiseTunnel
+SmoothGrad, IntegratedGradients and LayerGradCam run on torchvision's resnet50
+with the same (random) weights, batch, sample counts and targets; each Captum
+call alternates with the JAX call it is compared with, so both see the same load.
+
+`--loop` also times a Python loop over one-image calls (JAX and Captum) for the
+one-pass methods: what batching gains (on a GPU the issue expects >= 10x).
+
+Imports only the core package (classifier, models, explainers; no TensorFlow,
+no ml_collections), so it runs on a GPU machine without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+
+try:  # before anything that may load TensorFlow (see tests/conftest.py)
+  import torch
+  import torchvision
+except ImportError:
+  torch = torchvision = None
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+from dre_jax import explainers  # noqa: E402
+from dre_jax.classifier import Classifier  # noqa: E402
+from dre_jax.estimator import DRE  # noqa: E402
+from dre_jax.models import registry  # noqa: E402
+
+METHODS = ["vgrad", "smgrad", "itgrad", "gcam", "gcam++", "mpert", "xpert", "finv",
+           "mgnet", "dre"]
+CAPTUM = {"vgrad": "Saliency", "smgrad": "NoiseTunnel(Saliency)",
+          "itgrad": "IntegratedGradients", "gcam": "LayerGradCam"}
+
+
+def reduced_settings(name: str, samples: int, iterations: int) -> dict:
+  """The settings actually run: the defaults with the expensive counts cut."""
+  if name == "smgrad":
+    return {"samples": samples}
+  if name == "itgrad":
+    return {"steps": samples}
+  if name in ("mpert", "xpert"):
+    return {"iterations": iterations}
+  if name == "finv":
+    return {"iterations": iterations, "inversion_iterations": min(11, iterations // 2)}
+  return {}
+
+
+def torch_resnet50(num_classes: int = 1000):
+  torch.manual_seed(0)
+  return torchvision.models.resnet50(weights=None, num_classes=num_classes).eval()
+
+
+def build_classifier(arch: str):
+  """(Classifier, torch model or None): resnet50 ported from torchvision's random
+  weights (so Captum sees the same network), EfficientNet-Lite0 with its real weights."""
+  if arch == "resnet50" and torch is not None:
+    from dre_jax.io import torch_weights
+    model = torch_resnet50()
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    return Classifier.create("resnet50", torch_weights.torch_to_flax(
+        registry.get("resnet50"), state, 1000)), model
+  if arch == "efficientnet_lite0":
+    try:
+      from dre_jax.models import efficientnet_lite
+      spec, _, variables = efficientnet_lite.load_pretrained()
+      return Classifier.create(spec, variables), None
+    except (ImportError, FileNotFoundError):
+      pass
+  return Classifier.init(arch, jax.random.key(0), num_classes=1000), None
+
+
+def explainer_fn(name: str, classifier: Classifier, size: int, settings: dict):
+  if explainers.method(name).trained:
+    dre = DRE.create(classifier.spec, classifier.num_classes)
+    variables = dre.init_generator(jax.random.key(1), classifier, size)
+    fn = explainers.get(name, estimator=dre, generator_variables=variables)
+  else:
+    fn = explainers.get(name)
+  return jax.jit(functools.partial(fn, **settings))
+
+
+def memory_gib(jitted, *args) -> float:
+  m = jitted.lower(*args).compile().memory_analysis()
+  if m is None:
+    return float("nan")
+  total = (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+           - getattr(m, "alias_size_in_bytes", 0))
+  return total / 2 ** 30
+
+
+def captum_fns(model, images: np.ndarray, target: np.ndarray, samples: int,
+               mean, std, batch_size: int = 64) -> dict:
+  """Zero-argument Captum calls on the same images (NCHW) and targets, at most
+  ~batch_size images per pass (as the JAX explainers' default batch_size)."""
+  from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
+  m = torch.tensor(mean).view(1, 3, 1, 1)
+  s = torch.tensor(std).view(1, 3, 1, 1)
+
+  class Normalised(torch.nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.net = model
+
+    def forward(self, x):
+      return self.net((x - m) / s)
+
+  net = Normalised().eval()
+  x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+  t = torch.from_numpy(target.astype(np.int64))
+  n = len(images)
+  return {
+      "vgrad": lambda: Saliency(net).attribute(x, target=t),
+      "smgrad": lambda: NoiseTunnel(Saliency(net)).attribute(
+          x, nt_type="smoothgrad", nt_samples=samples, stdevs=0.15, target=t,
+          nt_samples_batch_size=max(1, min(samples, batch_size // n))),
+      "itgrad": lambda: IntegratedGradients(net).attribute(
+          x, baselines=x * 0, target=t, n_steps=samples, method="riemann_trapezoid",
+          internal_batch_size=min(batch_size, n * samples)),
+      "gcam": lambda: LayerGradCam(net, net.net.layer4).attribute(
+          x, target=t, relu_attributions=True),
+  }
+
+
+def bench_arch(arch: str, args) -> dict:
+  classifier, torch_model = build_classifier(arch)
+  key = jax.random.key(0)
+  images = jax.random.uniform(key, (args.batch, args.size, args.size, 3))
+  target = jnp.argmax(jax.jit(lambda c, x: c.logits(x))(classifier, images), axis=-1)
+
+  def fb(c, x, t):  # one forward + backward: the unit "pass"
+    return jax.grad(lambda x: jnp.sum(
+        jnp.take_along_axis(c.logits(x), t[:, None], axis=1)))(x)
+
+  fb = jax.jit(fb)
+  forward = jax.jit(lambda c, x: c.logits(x))
+  base = common.median_seconds({
+      "fb": lambda: fb(classifier, images, target),
+      "forward": lambda: forward(classifier, images)}, args.reps + 1)
+  fb_img = base["fb"] / args.batch
+  rows = []
+  run_captum = (not args.no_captum and torch_model is not None)
+  if run_captum:
+    try:
+      import captum  # noqa: F401
+    except ImportError:
+      run_captum = False
+  captum = (captum_fns(torch_model, np.asarray(images), np.asarray(target),
+                       args.samples, classifier.mean, classifier.std)
+            if run_captum else {})
+  for name in args.methods:
+    settings = reduced_settings(name, args.samples, args.iterations)
+    fn = explainer_fn(name, classifier, args.size, settings)
+    call = functools.partial(fn, classifier, images, target, key)
+    compile_start = time.perf_counter()
+    jax.block_until_ready(call())
+    compile_s = time.perf_counter() - compile_start
+    fns = {"jax": call}
+    if name in captum:
+      fns["captum"] = captum[name]
+    seconds = common.median_seconds(fns, args.reps)
+    passes = explainers.passes(name, **settings)
+    full = explainers.passes(name)
+    per_img = seconds["jax"] / args.batch
+    row = {"method": name, "settings": settings, "s_per_img": per_img,
+           "s_per_img_full": per_img * full / passes, "passes": passes,
+           "passes_full": full, "vs_passes": per_img / (passes * fb_img),
+           "first_call_s": compile_s,
+           "xla_memory_gib": memory_gib(fn, classifier, images, target, key)}
+    if "captum" in seconds:
+      row["captum"] = CAPTUM[name]
+      row["captum_s_per_img"] = seconds["captum"] / args.batch
+      row["speedup_vs_captum"] = seconds["captum"] / seconds["jax"]
+    if args.loop and passes <= 1:
+      one = [functools.partial(fn, classifier, images[i:i + 1], target[i:i + 1], key)
+             for i in range(args.batch)]
+      loops = {"jax_loop": lambda: [f() for f in one]}
+      if name in captum:
+        single = captum_fns(torch_model, np.asarray(images[:1]),
+                            np.asarray(target[:1]), args.samples,
+                            classifier.mean, classifier.std)[name]
+        loops["captum_loop"] = lambda: [single() for _ in range(args.batch)]
+      loop_s = common.median_seconds(loops, args.reps)
+      row["loop_s_per_img"] = loop_s["jax_loop"] / args.batch
+      row["batched_vs_loop"] = loop_s["jax_loop"] / seconds["jax"]
+      if "captum_loop" in loop_s:
+        row["captum_loop_s_per_img"] = loop_s["captum_loop"] / args.batch
+    rows.append(row)
+    print(json.dumps({"arch": arch, **row}), flush=True)
+  return {"arch": arch, "fb_s_per_img": fb_img,
+          "forward_s_per_img": base["forward"] / args.batch, "rows": rows}
+
+
+def markdown(results: list[dict], args) -> str:
+  out = [f"# Explainers: time per image against one forward + backward pass and Captum\n",
+         f"Command: `{common.command()}`\n", f"Machine: {common.machine()}",
+         f"torch {getattr(torch, '__version__', '-')}, batch {args.batch}, "
+         f"{args.size} px, median of {args.reps} calls after a warm-up call; "
+         f"counts cut to {args.samples} samples/steps and {args.iterations} "
+         f"iterations, `s/img (full)` scaled to the papers' counts.\n"]
+  for r in results:
+    out.append(f"## {r['arch']}: forward + backward {r['fb_s_per_img'] * 1e3:.1f} ms/img, "
+               f"forward {r['forward_s_per_img'] * 1e3:.1f} ms/img\n")
+    out.append("| method | passes/img (run / full) | s/img | s/img (full) | vs passes "
+               "| XLA memory GiB | Captum | Captum s/img | JAX speedup |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    for row in r["rows"]:
+      cap = (f"{row['captum']} | {row['captum_s_per_img']:.3f} | "
+             f"{row['speedup_vs_captum']:.2f}x" if "captum" in row else "- | - | -")
+      out.append(
+          f"| {row['method']} | {row['passes']:.3g} / {row['passes_full']:.3g} | "
+          f"{row['s_per_img']:.3f} | {row['s_per_img_full']:.2f} | "
+          f"{row['vs_passes']:.2f} | {row['xla_memory_gib']:.2f} | {cap} |")
+    loops = [row for row in r["rows"] if "loop_s_per_img" in row]
+    if loops:
+      out.append("\nOne-image loop against the batch (s/img): " + "; ".join(
+          f"{row['method']} {row['loop_s_per_img']:.4f} vs {row['s_per_img']:.4f} "
+          f"({row['batched_vs_loop']:.1f}x)"
+          + (f", Captum loop {row['captum_loop_s_per_img']:.4f}"
+             if "captum_loop_s_per_img" in row else "") for row in loops))
+    out.append("")
+  return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--arch", default="resnet50,efficientnet_lite0")
+  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--size", type=int, default=224)
+  parser.add_argument("--batch", type=int, default=2)
+  parser.add_argument("--reps", type=int, default=2)
+  parser.add_argument("--samples", type=int, default=10,
+                      help="SmoothGrad samples and IG steps actually run")
+  parser.add_argument("--iterations", type=int, default=10,
+                      help="MPert/XPert/FInv iterations actually run")
+  parser.add_argument("--loop", action="store_true")
+  parser.add_argument("--no-captum", action="store_true")
+  parser.add_argument("--threads", type=int, default=os.cpu_count())
+  parser.add_argument("--out", default="results/bench_explainers",
+                      help="writes OUT.md and OUT.json")
+  args = parser.parse_args(argv)
+  args.methods = args.methods.split(",")
+  unknown = sorted(set(args.methods) - set(explainers.names()))
+  if unknown:
+    parser.error(f"unknown methods {unknown}; registered: {explainers.names()}")
+  if torch is not None:
+    torch.set_num_threads(args.threads)
+  results = [bench_arch(a, args) for a in args.arch.split(",")]
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  common.write_atomic(args.out + ".json", json.dumps(
+      {"command": common.command(), "machine": common.machine(),
+       "args": vars(args), "results": results}, indent=1))
+  common.write_atomic(args.out + ".md", markdown(results, args))
+  print(markdown(results, args))
+
+
+if __name__ == "__main__":
+  main()
