@@ -326,6 +326,89 @@ def test_cli_end_to_end(tmp_path, tiny_torch):
   assert not (tmp_path / "bad" / "classifier.json").exists()
 
 
+def _convert_cli(*args):
+  return subprocess.run(
+      [sys.executable, "-W", "error::RuntimeWarning", "-m",
+       "dre_jax.models.convert", *map(str, args)],
+      capture_output=True, text=True, check=False,
+      env={**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def _error_line(run):
+  """The CLI's error: one line, no traceback (issue 9 item 11)."""
+  lines = [l for l in run.stderr.splitlines()
+           if l.startswith("python -m dre_jax.models.convert: error:")]
+  assert run.returncode == 2, run.stderr
+  assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+  return lines[0]
+
+
+def test_cli_data_parallel_prefix_is_removed(tmp_path, tiny_torch):
+  """A DataParallel checkpoint (every key "module.") converts, and says so."""
+  wrapped = {f"module.{k}": v for k, v in tiny_torch.state_dict().items()}
+  weights = _save(wrapped, tmp_path / "dp.pth", "zip")
+  run = _convert_cli("--arch", "tiny_cnn", "--torch-weights", weights,
+                     "--out", tmp_path / "out")
+  assert run.returncode == 0, run.stderr
+  assert "removed the 'module.' prefix" in run.stdout
+  assert "tiny_cnn with 7 classes" in run.stdout
+  assert "RuntimeWarning" not in run.stderr  # python -m runs it once
+  variables = classifier_dir.load_classifier(tmp_path / "out").variables
+  x = _images(1)
+  np.testing.assert_allclose(_flax_logits(TINY, variables, 7, x),
+                             _torch_logits(tiny_torch, x), atol=1e-5)
+
+
+def test_cli_errors_name_the_fix(tmp_path, tiny_torch):
+  nested = _save({"state_dict": tiny_torch.state_dict(), "epoch": 3},
+                 tmp_path / "nested.pth", "zip")
+  line = _error_line(_convert_cli("--arch", "tiny_cnn", "--torch-weights",
+                                  nested, "--out", tmp_path / "a"))
+  assert "--state-dict-key=state_dict" in line
+  run = _convert_cli("--arch", "tiny_cnn", "--torch-weights", nested,
+                     "--state-dict-key", "state_dict", "--out", tmp_path / "b")
+  assert run.returncode == 0, run.stderr
+
+  # Weights of another registered architecture: the error names it.
+  weights = _save(tiny_torch.state_dict(), tmp_path / "tiny.pth", "zip")
+  line = _error_line(_convert_cli("--arch", "resnet18", "--torch-weights",
+                                  weights, "--out", tmp_path / "c"))
+  assert "fit the registered architecture tiny_cnn: use --arch tiny_cnn" in line
+  assert len(line) < 2000  # the problems are counted, not all listed
+  line = _error_line(_convert_cli("--arch", "resnet18", "--torch-weights",
+                                  weights, "--num-classes", "7",
+                                  "--out", tmp_path / "c"))
+  assert "and 1" in line and "more" in line and "tiny_cnn" in line
+
+  # A whole pickled model is refused without running its code.
+  whole = tmp_path / "model.pth"
+  torch.save(tiny_torch, whole)
+  line = _error_line(_convert_cli("--arch", "tiny_cnn", "--torch-weights",
+                                  whole, "--out", tmp_path / "d"))
+  assert "torch.save(model.state_dict(), path)" in line
+  assert not (tmp_path / "d").exists()
+
+  # An existing complete output is kept.
+  line = _error_line(_convert_cli("--arch", "tiny_cnn", "--torch-weights",
+                                  nested, "--state-dict-key", "state_dict",
+                                  "--out", tmp_path / "b"))
+  assert "already holds a classifier" in line
+
+
+def test_interrupted_save_is_replaced(tmp_path, tiny_torch):
+  """variables/ written, classifier.json not (a kill between the two): the
+  directory is incomplete, and the next save replaces it (issue 9 item 4)."""
+  variables = torch_weights.torch_to_flax(TINY, _numpy_state_dict(tiny_torch))
+  out = classifier_dir.save_classifier(tmp_path / "c", "tiny_cnn", 7, variables)
+  os.remove(os.path.join(out, "classifier.json"))
+  assert not classifier_dir.is_complete(out)
+  with pytest.raises(FileNotFoundError, match="not a classifier directory"):
+    classifier_dir.load_classifier(out)
+  classifier_dir.save_classifier(out, "tiny_cnn", 7, variables)
+  restored = classifier_dir.load_classifier(out).variables
+  jax.tree.map(np.testing.assert_array_equal, restored, variables)
+
+
 # ------------------------------------------ the authors' released generator
 
 
