@@ -22,10 +22,12 @@ echo "[quickstart] training DRE: python train.py --config=configs/quickstart.py 
 "$py" train.py --config=configs/quickstart.py --workdir="$workdir" \
   --config.dataset.data_dir="$TFDS_DATA_DIR"
 echo "[quickstart] evaluating: python evaluate.py --config=configs/quickstart.py --workdir=$workdir"
+# The paper's protocol on a seeded sample of 128 test composites, DRE against
+# two one-pass baselines (every method: drop --methods; hours on a CPU).
 "$py" evaluate.py --config=configs/quickstart.py --workdir="$workdir" \
-  --config.dataset.data_dir="$TFDS_DATA_DIR" --max_batches=8
+  --config.dataset.data_dir="$TFDS_DATA_DIR" --num_images=128 --methods=dre,gcam,vgrad
 echo "[quickstart] done in $(( $(date +%s) - start )) s. Outputs:"
 echo "  trained estimator   $workdir/estimator   (dre_jax.io.load_estimator)"
-echo "  metrics             $workdir/eval/metrics.json"
-echo "  figure              $workdir/eval/masks.png"
+echo "  metrics             $workdir/eval/results.json, $workdir/eval/tables.md"
+echo "  figures             $workdir/eval/figures/ (saliency.png, mean_curves.png, ...)"
 echo "  TensorBoard logs    tensorboard --logdir=$workdir"
