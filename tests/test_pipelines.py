@@ -313,6 +313,9 @@ def test_places365_on_mock_data(tmp_path):
     val = list(pipelines.make_dataset(
         "places365_small", "validation", batch_size=4, train=False,
         image_size=32))
+    with pytest.raises(ValueError, match="has no object boxes"):
+      pipelines.make_dataset("places365_small", "validation", batch_size=4,
+                             train=False, require_boxes=True)
   _check_batch(train, 4, 32, {"image", "label"})
   for batch in val:  # No boxes in Places365: no box_mask.
     _check_batch(batch, 4, 32, {"image", "label", "valid"})
@@ -343,6 +346,18 @@ def test_imagenet_on_mock_data_with_validation_boxes(tmp_path):
     with pytest.raises(ValueError, match="evaluation"):
       pipelines.make_dataset("imagenet2012", "train", batch_size=2, train=True,
                              boxes_dir=str(boxes_dir))
+    # M_E on ImageNet needs the boxes: without boxes_dir a clear error.
+    with pytest.raises(ValueError, match="config.dataset.boxes_dir"):
+      pipelines.make_dataset("imagenet2012", "validation", batch_size=2,
+                             train=False, require_boxes=True)
+    with pytest.raises(ValueError, match="is not a directory"):
+      pipelines.make_dataset("imagenet2012", "validation", batch_size=2,
+                             train=False, require_boxes=True,
+                             boxes_dir=str(tmp_path / "nowhere"))
+    assert next(pipelines.make_dataset(
+        "imagenet2012", "validation", batch_size=2, train=False, image_size=16,
+        boxes_dir=str(boxes_dir), require_boxes=True))["box_mask"].shape == (
+            2, 16, 16)
   _check_batch(train, 2, 16, {"image", "label"})
   assert len(val) == 3  # ceil(5 / 2): the skipped examples become padding
   for batch in val:
@@ -514,6 +529,7 @@ def test_missing_dataset_errors_say_what_to_do(tmp_path):
   message = str(info.value)
   assert "caltech_birds2011" in message and str(tmp_path) in message
   assert "tfds build caltech_birds2011" in message
+  assert "config.dataset.download=True" in message
   manual = tmp_path / "manual"
   with pytest.raises(pipelines.DatasetNotPreparedError) as info:
     pipelines.num_examples("imagenet2012", "validation", data_dir=str(tmp_path))
