@@ -14,7 +14,7 @@ distribution controller). The weights are `config.mgnet.*`
 (`--config.mgnet.area_weight=4`). Explain with
 `dre_jax.explainers.load("mgnet", WORKDIR)`.
 
-Hardware and time: those of the base config's stage 2 (the same network, one
+Hardware: the base config's. Time: that of its stage 2 (the same network, one
 more classifier pass per step for the destroyed image), e.g. about the
 quickstart's stage 2 on this project's 2-core CPU with base=quickstart.
 Should reach: a stage-2 loss that falls from its start (tests train it on a
