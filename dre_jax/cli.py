@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import sys
 from typing import Callable, Sequence
 
@@ -50,6 +51,8 @@ def _message(error: BaseException) -> str:
   out = ""
   for line in lines:
     out += line if not out else (" " if out.endswith(":") else "; ") + line
+  # ml_collections: a locked config's field dump before its "Did you mean".
+  out = re.sub(r" Other fields present: \".*\"; (Did you mean)", r" \1", out)
   return out or type(error).__name__
 
 
