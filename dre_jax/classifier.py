@@ -86,7 +86,8 @@ class Classifier(flax.struct.PyTreeNode):
 
   @property
   def tap_names(self) -> tuple[str, str, str, str]:
-    """The generator's taps at strides (4, 8, 16, 32); the last is the main flow."""
+    """The generator's 4 taps, fine to coarse (strides 4-32; VGG19 2-16); the
+    last is the main flow."""
     return self.spec.tap_names
 
   def preprocess(self, images: jnp.ndarray) -> jnp.ndarray:
@@ -132,7 +133,7 @@ class Classifier(flax.struct.PyTreeNode):
     return jnp.take_along_axis(p, target[:, None], axis=1)[:, 0]
 
   def taps(self, images: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
-    """The 4 generator taps (strides 4, 8, 16, 32), without gradient."""
+    """The 4 generator taps (`tap_names`), without gradient."""
     return self.logits_and_taps(images)[1]
 
   def logits_and_taps(self, images: jnp.ndarray):

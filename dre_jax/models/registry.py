@@ -6,7 +6,8 @@ Every classifier is a Flax Linen module whose call
 
 takes preprocessed NHWC images `x: [N, H, W, 3]` and returns the logits `[N, K]`
 and a dict of named feature maps. `ClassifierSpec.tap_names` names the four maps
-at strides 4, 8, 16 and 32 that the mask generator consumes (the last one is the
+that the mask generator consumes, at strides 4, 8, 16 and 32 (VGG19: 2 to 16),
+the last output of each resolution group (the last one is the
 main flow that goes through the spatial filter, Eq. 3), and
 `ClassifierSpec.generator_widths` gives the widths of the three bottleneck
 cells, fine to coarse, as in the paper's Sec. 4.1 ("Implementation").
@@ -50,8 +51,11 @@ class ClassifierSpec:
   Attributes:
     name: registry key, e.g. "resnet50".
     make_module: `make_module(num_classes=..., dtype=...) -> nn.Module`.
-    tap_names: names of the feature taps at strides (4, 8, 16, 32).
-    generator_widths: bottleneck-cell widths at strides (4, 8, 16), paper order.
+    tap_names: names of the four feature taps, fine to coarse, each at twice
+      the stride of the one before: (4, 8, 16, 32), or (2, 4, 8, 16) for
+      VGG19's paper taps (`dre_jax.models.vgg`).
+    generator_widths: bottleneck-cell widths at the three finer taps, paper
+      order.
     mean, std: per-channel normalisation in [0, 1] pixel units:
       `preprocess(images) = (images - mean) / std`.
     input_size: the side the model was trained at.
