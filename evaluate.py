@@ -145,12 +145,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # orbax and TFDS INFO lines
-  from dre_jax.evaluation import runner  # after flag parsing: imports TF, JAX
   parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   workdirs = [workdir_lib.resolve(w) for w in _WORKDIR.value]
+  configs = [_config_for(w) for w in workdirs]
+  for config in configs:  # a mistake stops the run before any work
+    eval_config.validate(config.eval)
+  from dre_jax.evaluation import runner  # pylint: disable=import-outside-toplevel
   all_results = []
-  for workdir in workdirs:
-    config = _config_for(workdir)
+  for workdir, config in zip(workdirs, configs):
     results = runner.evaluate_workdir(
         workdir, config, max_shards=_MAX_SHARDS.value,
         image_size=_IMAGE_SIZE.value, progress=_PROGRESS.value)

@@ -23,9 +23,11 @@ echo "[quickstart] training DRE: python train.py --config=configs/quickstart.py 
   --config.dataset.data_dir="$TFDS_DATA_DIR"
 echo "[quickstart] evaluating: python evaluate.py --config=configs/quickstart.py --workdir=$workdir"
 # The paper's protocol on a seeded sample of 128 test composites, DRE against
-# two one-pass baselines (every method: drop --methods; hours on a CPU).
+# two one-pass baselines (every method: drop --methods; hours on a CPU); the
+# tie-breaker's effect on the first 32.
 "$py" evaluate.py --config=configs/quickstart.py --workdir="$workdir" \
-  --config.dataset.data_dir="$TFDS_DATA_DIR" --num_images=128 --methods=dre,gcam,vgrad
+  --config.dataset.data_dir="$TFDS_DATA_DIR" --num_images=128 --methods=dre,gcam,vgrad \
+  --config.eval.tie_break_effect_images=32
 echo "[quickstart] done in $(( $(date +%s) - start )) s. Outputs:"
 echo "  trained estimator   $workdir/estimator   (dre_jax.io.load_estimator)"
 echo "  metrics             $workdir/eval/results.json, $workdir/eval/tables.md"

@@ -66,6 +66,30 @@ def paper_sample(dataset_name: str) -> int:
   return PAPER_SAMPLE.get(dataset_name.split("/")[0].split(":")[0], 0)
 
 
+def method_names(c) -> list[str]:
+  """config.eval.methods as a list; all registered explainers when empty."""
+  from dre_jax import explainers  # pylint: disable=import-outside-toplevel
+  names = [n.strip() for n in c.methods.split(",") if n.strip()]
+  for name in names:
+    explainers.method(name)  # a KeyError with a "did you mean" for a typo
+  return names or explainers.names()
+
+
+def validate(c) -> None:
+  """Raises ValueError naming the field and the fix for a wrong `config.eval`."""
+  if c.num_images < 0:
+    raise ValueError(f"config.eval.num_images must be >= 0 (0: the whole "
+                     f"split), got {c.num_images}")
+  for name in ("batch_size", "shard_size", "num_steps", "steps_per_call"):
+    if c[name] <= 0:
+      raise ValueError(f"config.eval.{name} must be > 0, got {c[name]}")
+  if c.tie_break_sigma < 0 or c.tie_break_weight < 0:
+    raise ValueError("config.eval.tie_break_sigma and tie_break_weight must be "
+                     ">= 0 (sigma 0 switches the tie-breaker off)")
+  method_names(c)
+  parse_settings(c.settings)
+
+
 def parse_settings(items) -> dict[str, dict[str, object]]:
   """("smgrad.samples=20", "gcam++.tap='layer3'") -> {"smgrad": {"samples": 20}, ...}.
 

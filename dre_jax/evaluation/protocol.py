@@ -367,22 +367,17 @@ def run(classifier: Classifier, methods: Sequence[Method], sample: Sample,
         if "box_mask" in data:
           common["box_mask"] = data["box_mask"][rows].astype(np.uint8)
       _write_npz(os.path.join(dirs[COMMON], SHARD_FILE.format(k)), common)
-    start = k * protocol.shard_size
-    untied = (protocol.tie_break.enabled
-              and start < protocol.tie_break_effect_images)
     for j, m in enumerate(methods):
       if done[k, j + 1]:
         continue
       if bar is not None:
         bar.set_description(f"{m.name} shard {k + 1}/{limit}")
       result = _run_method(m, frozen, batches, targets, score, protocol,
-                           method_ids[m.name], k, untied, compiled, mesh,
-                           keep_maps=rows)
+                           method_ids[m.name], k, compiled, mesh,
+                           keep_maps=rows, bar=bar)
       if jax.process_index() == 0:
         result.update(index=data["index"], target=target_host, label=label)
         _write_npz(os.path.join(dirs[m.name], SHARD_FILE.format(k)), result)
-      if bar is not None:
-        bar.update(batches.size)
   if bar is not None:
     bar.close()
   parallel.barrier("evaluation shards written")  # before anyone reads them
@@ -390,9 +385,11 @@ def run(classifier: Classifier, methods: Sequence[Method], sample: Sample,
 
 
 def _run_method(m: Method, frozen, batches: _Batches, targets, score,
-                protocol: Protocol, method_id: int, shard: int, untied: bool,
-                compiled: dict, mesh, keep_maps) -> dict[str, np.ndarray]:
-  """One method on one shard: timed explanation, then the metrics."""
+                protocol: Protocol, method_id: int, shard: int,
+                compiled: dict, mesh, keep_maps, bar=None) -> dict[str, np.ndarray]:
+  """One method on one shard: timed explanation, then the metrics (M_F also
+  without the tie-breaker on batches that start before the sample's
+  `tie_break_effect_images`-th image)."""
   seconds, outs, maps = 0.0, [], []
   for b, (batch, target) in enumerate(zip(batches.batches, targets)):
     counter = parallel.replicate(mesh, np.array([method_id, shard, b], np.uint32))
@@ -408,16 +405,23 @@ def _run_method(m: Method, frozen, batches: _Batches, targets, score,
       raise ValueError(f"explainer {m.name!r} returned maps of shape "
                        f"{tuple(saliency.shape)} for images "
                        f"{tuple(batch['image'].shape)}; expected [N, H, W]")
-    out = score(frozen, batch["image"], saliency, target,
-                batch.get("box_mask"), protocol=protocol, untied=untied)
-    outs.append(parallel.to_host(out))
+    untied = (protocol.tie_break.enabled and shard * protocol.shard_size
+              + b * protocol.batch_size < protocol.tie_break_effect_images)
+    out = parallel.to_host(score(frozen, batch["image"], saliency, target,
+                                 batch.get("box_mask"), protocol=protocol,
+                                 untied=untied))
+    if not untied:
+      out["faithfulness_untied"] = np.full(len(out["faithfulness"]), np.nan,
+                                           np.float32)
+    outs.append(out)
     if keep_maps is not None:
       maps.append(np.asarray(parallel.to_host(saliency), np.float32))
+    if bar is not None:  # the real rows of this batch
+      bar.update(min(protocol.batch_size, batches.size - b * protocol.batch_size))
   size = batches.size
   result = {key: np.concatenate([o[key] for o in outs])[:size]
             for key in outs[0]}
   n = len(result["faithfulness"])
-  result.setdefault("faithfulness_untied", np.full(n, np.nan, np.float32))
   result.setdefault("explainability", np.full(n, np.nan, np.float32))
   bad = ~result["finite"]
   for key in ("faithfulness", "faithfulness_untied", "explainability",

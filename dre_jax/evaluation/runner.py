@@ -154,6 +154,7 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
   Returns results.json's content, plus "report" (the published directory).
   """
   e = config.eval
+  eval_config.validate(e)
   loaded = load_workdir(workdir)
   workdir = loaded.workdir
   mgnet = None
@@ -194,10 +195,7 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
 
   mesh = parallel.make_mesh()
   explicit = bool(e.methods.strip())
-  names = ([n.strip() for n in e.methods.split(",") if n.strip()] if explicit
-           else explainers.names())
-  for n in names:
-    explainers.method(n)  # a clear error for an unknown name
+  names = eval_config.method_names(e)
   methods, notes = build_methods(names, explicit, loaded, mgnet,
                                  eval_config.parse_settings(e.settings), mesh)
   for note in notes:

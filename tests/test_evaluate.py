@@ -1,0 +1,190 @@
+"""evaluate.py end to end on a tiny workdir (tiny_cnn, 64 px, a TFDS dataset
+with boxes written by the test), as a user runs it.
+
+* Three methods (dre, gcam, vgrad): every output, permissions 0644, DRE's
+  per-image M_F equal to the estimator and metric functions called directly.
+* SIGKILL mid-run, then the same command: the same numbers as the
+  uninterrupted run, and no `eval/` before the run has finished.
+* A partial run (--max_shards) writes eval_partial/ and leaves eval/ alone;
+  the estimator's image size wins over the config's (with a note).
+* `--workdir=~/...` and no --config (the workdir's config.json).
+* Two workdirs: the combined tables and the Fig. 10-style grid.
+* A user's mistake is one line and exit status 2.
+"""
+
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import eval_util
+
+METHODS = "--methods=dre,gcam,vgrad"
+# What TensorFlow's import prints whatever happens next (not evaluate.py's).
+TENSORFLOW_CHATTER = re.compile(r"^(WARNING: All log messages before absl|I\d{4} )")
+NUM_IMAGES = "--num_images=16"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("eval"))
+  workdir, config = eval_util.make_workdir(root)
+  # A copy of the trained files (not of any evaluation) for the resume test.
+  copy = os.path.join(root, "copy")
+  os.makedirs(copy)
+  for name in ("classifier", "estimator", "config.json"):
+    source = os.path.join(workdir, name)
+    (shutil.copytree if os.path.isdir(source) else shutil.copy)(
+        source, os.path.join(copy, name))
+  return root, workdir, copy, config
+
+
+@pytest.fixture(scope="module")
+def full_run(setup):
+  _, workdir, _, config = setup
+  result = eval_util.run_evaluate(workdir, f"--config={config}", METHODS, NUM_IMAGES)
+  return result, eval_util.read_results(workdir), _per_image(workdir)
+
+
+def _per_image(workdir, link="eval"):
+  with np.load(os.path.join(workdir, link, "per_image.npz")) as f:
+    return {k: f[k] for k in f.files}
+
+
+def test_three_methods_end_to_end(setup, full_run):
+  _, workdir, _, _ = setup
+  result, results, per_image = full_run
+  line = re.search(r'\[evaluate\] 16 images of tiny_boxes/test: (\{.*\})',
+                   result.stdout)
+  assert line, result.stdout
+  assert set(eval(line.group(1))) == {"faithfulness", "explainability", "skewness"}  # noqa: S307
+  assert os.path.islink(os.path.join(workdir, "eval"))
+  report = os.path.join(workdir, "eval")
+  for name in ["results.json", "tables.md", "per_image.npz", "figure_data.npz",
+               "figures/saliency.png", "figures/misclassified.png",
+               "figures/mean_curves.png", "figures/fig5_controller_pdfs.png",
+               "figures/fig6_other_distributions.png", "figures/fig13_uniform.png",
+               "figures/fig14_skew_normal.png", "figures/fig15_mixtures.png"]:
+    path = os.path.join(report, name)
+    assert os.path.getsize(path) > 0, name
+    assert os.stat(path).st_mode & 0o777 == 0o644, name
+  assert sorted(results["methods"]) == ["dre", "gcam", "vgrad"]
+  assert results["num_images"] == 16 and not results["partial"]
+  assert results["image_size"] == 64
+  assert 0 < results["classifier_accuracy"] < 1  # both figures have rows
+  tables = open(os.path.join(report, "tables.md")).read()
+  for title in ("Table 2", "Tables 3 and 5", "Table 4", "Skewness", "tie-breaker"):
+    assert title in tables
+  for name, m in results["methods"].items():
+    for key in ("faithfulness", "faithfulness_normalised", "explainability",
+                "skewness", "seconds_per_image"):
+      assert np.isfinite(m[key]), (name, key)
+    np.testing.assert_allclose(m["faithfulness"],
+                               per_image[f"{name}/faithfulness"].mean(), rtol=1e-6)
+    np.testing.assert_allclose(m["explainability"],
+                               per_image[f"{name}/explainability"].mean(), rtol=1e-6)
+
+  # DRE's M_F image by image, from the estimator and the metric directly.
+  from dre_jax import metrics
+  from dre_jax.data import pipelines
+  from dre_jax.io import load_estimator
+  dre, clf, variables, _ = load_estimator(workdir)
+  data = next(pipelines.make_dataset(
+      "tiny_boxes", "test", batch_size=32, train=False, image_size=64,
+      data_dir=os.path.join(setup[0], "tfds"), process_index=0, process_count=1))
+  images = jnp.asarray(data["image"][per_image["index"]])
+  masks, target = jax.jit(dre.explain)(clf, variables, images)
+  np.testing.assert_array_equal(per_image["target"], target)
+  curve = metrics.insertion_curve(clf.probability, images, masks, target, num_steps=8,
+                                  steps_per_call=4)
+  np.testing.assert_allclose(per_image["dre/faithfulness"],
+                             metrics.faithfulness(curve), rtol=1e-4, atol=1e-4)
+
+
+def test_killed_run_resumes_with_the_same_numbers(setup, full_run):
+  _, _, copy, config = setup
+  command = eval_util.evaluate_command(copy, f"--config={config}", METHODS, NUM_IMAGES)
+  process = subprocess.Popen(command, env=eval_util.env(), cwd=eval_util.REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+  pattern = os.path.join(copy, "evaluation", "cache", "*-*", "shard-00000.npz")
+  deadline = time.time() + 300
+  while time.time() < deadline and process.poll() is None:
+    done = [p for p in glob.glob(pattern) if "/common-" not in p]
+    if done:
+      break
+    time.sleep(0.05)
+  assert process.poll() is None, "the run ended before it could be killed"
+  os.killpg(process.pid, signal.SIGKILL)
+  process.wait()
+  assert not os.path.exists(os.path.join(copy, "eval"))  # nothing half-published
+  eval_util.run_evaluate(copy, f"--config={config}", METHODS, NUM_IMAGES)
+  _, results, per_image = full_run
+  resumed = _per_image(copy)
+  assert set(resumed) == set(per_image)
+  for key, value in per_image.items():
+    np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+  again = eval_util.read_results(copy)
+  for name, m in results["methods"].items():
+    for key in ("faithfulness", "faithfulness_normalised", "explainability",
+                "skewness", "median_skewness"):
+      assert again["methods"][name][key] == m[key], (name, key)
+
+  # Both workdirs together: one column each, and the grid of their masks.
+  out = os.path.join(setup[0], "comparison")
+  eval_util.run_evaluate(f"{setup[1]},{copy}", f"--config={config}", METHODS,
+                         NUM_IMAGES, f"--compare_dir={out}")
+  tables = open(os.path.join(out, "tables.md")).read()
+  assert "tiny_cnn (workdir)" in tables and "tiny_cnn (copy)" in tables
+  assert os.path.getsize(os.path.join(out, "workdirs.png")) > 0
+
+
+def test_partial_run_leaves_the_full_result_alone(setup, full_run):
+  _, workdir, _, config = setup
+  before = os.path.realpath(os.path.join(workdir, "eval"))
+  result = eval_util.run_evaluate(workdir, f"--config={config}", METHODS, NUM_IMAGES,
+                                  "--max_shards=1", "--config.dataset.image_size=96")
+  assert "at 64 px, the size the estimator was trained at" in result.stdout
+  assert os.path.realpath(os.path.join(workdir, "eval")) == before
+  assert eval_util.read_results(workdir) == full_run[1]
+  partial = eval_util.read_results(workdir, "eval_partial")
+  assert partial["partial"] and partial["num_images"] == 8
+  assert partial["image_size"] == 64
+
+
+def test_tilde_workdir_and_its_config_json(setup, full_run):
+  root, workdir, _, _ = setup
+  env_home = dict(os.environ, HOME=root)
+  before = os.path.realpath(os.path.join(workdir, "eval"))
+  result = subprocess.run(
+      eval_util.evaluate_command("~/workdir", METHODS, NUM_IMAGES),
+      env={**eval_util.env(), "HOME": env_home["HOME"]}, cwd=eval_util.REPO,
+      capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  after = os.path.realpath(os.path.join(workdir, "eval"))
+  assert after != before and not os.path.exists(before)  # same setting: replaced
+  results = eval_util.read_results(workdir)
+  for name, m in full_run[1]["methods"].items():
+    assert results["methods"][name]["faithfulness"] == m["faithfulness"]
+
+
+def test_user_mistakes_are_one_line(setup):
+  _, workdir, _, _ = setup
+  for flags, message in ((["--methods=dree"], "did you mean 'dre'"),
+                         (["--num_images=-3"], "num_images must be >= 0"),
+                         (["--workdir=/nonexistent"], "has no config.json")):
+    result = subprocess.run(eval_util.evaluate_command(workdir, *flags),
+                            env=eval_util.env(), cwd=eval_util.REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [l for l in result.stderr.splitlines() if l.strip()
+             and not TENSORFLOW_CHATTER.match(l)]
+    assert len(lines) == 1 and message in lines[0], result.stderr[-3000:]
