@@ -8,9 +8,12 @@ its own arguments after it, e.g. `base=composites_scratch,arch=vgg19`) with one
 change: stage 2 minimises the paper's Eq. 2 in the form of the authors'
 released code (`dre_jax.explainers.mgnet`: destroyer + 0.3 preserver + 8 area
 (power 0.3) + 0.005 smoothness) instead of DRE's Eq. 9. The generator
-architecture, stage 1 (Eq. 4), the backgrounds and the optimiser are DRE's, so
-the two differ only in the objective and in the mask (a sigmoid; no
-distribution controller). The weights are `config.mgnet.*`
+architecture, stage 1 (Eq. 4), the backgrounds and the schedule are DRE's, the
+learning rate the released code's Adam 1e-3 (its weight decay 1e-4 is not
+applied: the trainer's stage 2 has none): with DRE's 1e-2 the masks collapsed
+to empty ones within 20 steps in the lent-GPU reference run
+(results/gpu.md). So the two differ in the objective, the mask (a sigmoid; no
+distribution controller) and the rate. The weights are `config.mgnet.*`
 (`--config.mgnet.area_weight=4`). Explain with
 `dre_jax.explainers.load("mgnet", WORKDIR)`.
 
@@ -49,4 +52,5 @@ def get_config(arg=None):
   with config.unlocked():
     config.mgnet = ConfigDict(mgnet.DEFAULTS)
   config.dre.objective = "mgnet"
+  config.dre.learning_rate = 1e-3  # the released code's Adam rate (DRE's 1e-2 collapses MGnet)
   return config
