@@ -273,13 +273,18 @@ def test_xpert_meets_its_areas_and_lowers_its_objective(classifier, batch):
 
 
 def test_xpert_smooth_masks_are_the_smooth_max():
-  """smax over neighbours with T -> inf is the max of kernel x parameter."""
-  params = jax.random.uniform(jax.random.key(0), (1, 5, 5))
-  m_soft = perturbation.smooth_masks(params, (32, 32), 7, 7.0, coldness=1e4)
-  _, rows, cols, weights, r = perturbation.smooth_max_weights((32, 32), 7, 7.0)
-  padded = np.pad(np.asarray(params[0]), r)
-  v = padded[rows[:, :, None, None], cols[None, None, :, :]] * weights
-  np.testing.assert_allclose(m_soft[0], v.max(axis=(1, 3)), atol=1e-3)
+  """Fong et al. Eq. 7 by gathering each pixel's neighbours (the slices of
+  `smooth_masks` must pick the same ones); T -> inf gives the plain max."""
+  params = jax.random.uniform(jax.random.key(0), (2, 7, 5))
+  _, rows, cols, weights, r = perturbation.smooth_max_weights((48, 32), 7, 21.0)
+  padded = np.pad(np.asarray(params), ((0, 0), (r, r), (r, r)))
+  v = padded[:, rows[:, :, None, None], cols[None, None, :, :]] * weights
+  for coldness in (20.0, 1e4):
+    soft = np.exp(coldness * (v - v.max(axis=(2, 4), keepdims=True)))
+    expected = np.sum(v * soft, axis=(2, 4)) / np.sum(soft, axis=(2, 4))
+    got = perturbation.smooth_masks(params, (48, 32), 7, 21.0, coldness=coldness)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+  np.testing.assert_allclose(got, v.max(axis=(2, 4)), atol=1e-3)
 
 
 def test_finv_objectives_decrease(classifier, batch):

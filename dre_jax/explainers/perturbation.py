@@ -209,9 +209,17 @@ def smooth_masks(params: jnp.ndarray, size: tuple[int, int], step: int,
   smax_T(v) = sum v softmax(T v) over the neighbourhood (T = coldness, 20 in
   TorchRay).
   """
-  _, rows, cols, weights, r = smooth_max_weights(size, step, sigma)
+  _, _, _, weights, r = smooth_max_weights(size, step, sigma)
+  k = 2 * r + 1
   padded = jnp.pad(params, ((0, 0), (r, r), (r, r)))
-  values = padded[:, rows[:, :, None, None], cols[None, None, :, :]]  # [A, H, K, W, K]
+  # The neighbour ky of output row y is padded row y // step + ky, which is row
+  # y + ky * step of the rows repeated `step` times: k static slices, no gather
+  # (whose gradient, a scatter-add, is slow on GPUs).
+  rows = jnp.repeat(padded, step, axis=1)
+  values = jnp.stack([rows[:, i * step:i * step + size[0]] for i in range(k)], axis=2)
+  cols = jnp.repeat(values, step, axis=3)
+  values = jnp.stack([cols[..., i * step:i * step + size[1]] for i in range(k)],
+                     axis=4)                                      # [A, H, K, W, K]
   v = values * jnp.asarray(weights)
   soft = jax.nn.softmax(coldness * v, axis=(2, 4))
   return jnp.sum(v * soft, axis=(2, 4))
