@@ -35,7 +35,8 @@ class Method:
     explain: `explain(classifier, images, target, key, *bound, **settings)`;
       keyword-only arguments with defaults are the settings.
     passes: `passes(**settings) -> float`, classifier forward + backward passes
-      per image (the benchmark's unit; a forward alone counts 1/3).
+      per image (the benchmark's unit; a forward alone counts 1/2, its share of
+      the FLOPs of a forward + input gradient).
     reference: the original paper.
     load: for trained methods, `load(workdir) -> dict` of the arguments that
       `explain` takes before its settings (e.g. the generator variables), and
