@@ -52,6 +52,9 @@ _NUM_IMAGES = flags.DEFINE_integer(
 _SPLIT = flags.DEFINE_string("split", None, "Split (config.eval.split).")
 _MGNET = flags.DEFINE_string("mgnet_workdir", None,
                              "MGnet's workdir (config.eval.mgnet_workdir).")
+_BOXES = flags.DEFINE_string(
+    "boxes_dir", None, "ImageNet's validation box XMLs for M_E "
+    "(config.dataset.boxes_dir).")
 _IMAGE_SIZE = flags.DEFINE_integer(
     "image_size", None, "Evaluate at this size (default: the estimator's).")
 _MAX_SHARDS = flags.DEFINE_integer(
@@ -116,6 +119,8 @@ def _config_for(workdir: str) -> ml_collections.ConfigDict:
                         (_SPLIT, "split"), (_MGNET, "mgnet_workdir")):
       if flag.value is not None:
         config.eval[field] = flag.value
+    if _BOXES.value is not None:
+      config.dataset.boxes_dir = _BOXES.value
   return config
 
 

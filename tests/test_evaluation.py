@@ -223,3 +223,41 @@ def test_dre_plus_self_follows_sec_4_4_1():
     q_k = np.interp((rank + 1) / num_pixels, np.linspace(0, 1, m + 1), q)
     np.testing.assert_allclose(weights[n].ravel(), q.max() - q_k, atol=2e-6)
   assert weights.min() >= -1e-7
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: d.uniform(-1.0, 3.0), lambda d: d.skew_normal(-5.0),
+    lambda d: d.skew_normal(20.0), lambda d: d.normal_mixture(0.3, (0.0, 4.0)),
+    lambda d: d.normal_mixture(0.9, (0.0, 16.0))], ids=[
+        "uniform", "skewnormal-5", "skewnormal20", "mixture4", "mixture16"])
+def test_appendix_b_densities_are_the_derivative_of_the_exact_cdf(make):
+  """Eqs. 26, 29, 32 (one formula) against d/dz of P(z' <= z) = F_x(phi^-1(z) s + E[x]),
+  and the controller applied to samples follows that CDF (KS test)."""
+  from dre_jax import controller
+  from dre_jax.evaluation import distributions as d
+  dist = make(d)
+  exact = {  # the input's CDF, from scipy (or the mixture's weighted sum)
+      "U(-1, 3)": scipy.stats.uniform(-1, 4).cdf,
+      "skew normal a=-5": scipy.stats.skewnorm(-5).cdf,
+      "skew normal a=20": scipy.stats.skewnorm(20).cdf,
+      "mixture r1=0.3, mu2=4": lambda x: 0.3 * scipy.stats.norm.cdf(x)
+      + 0.7 * scipy.stats.norm.cdf(x, 4),
+      "mixture r1=0.9, mu2=16": lambda x: 0.9 * scipy.stats.norm.cdf(x)
+      + 0.1 * scipy.stats.norm.cdf(x, 16)}[dist.name]
+  cdf_z = lambda z: exact(controller.inverse_skew_transform(z) * dist.std + dist.mean)  # noqa: E731
+  z = np.linspace(0.02, 0.98, 97)
+  h = 1e-6
+  numeric = (cdf_z(z + h) - cdf_z(z - h)) / (2 * h)
+  np.testing.assert_allclose(d.controlled_density(dist, z), numeric, rtol=1e-4,
+                             atol=1e-6)
+  samples = d.apply_controller(dist.sample(np.random.default_rng(0), 50_000))
+  assert scipy.stats.kstest(samples, cdf_z).pvalue > 1e-3
+
+
+def test_eq8_is_the_standard_normal_case():
+  from dre_jax import controller
+  from dre_jax.evaluation import distributions as d
+  z = np.linspace(0.01, 0.99, 50)
+  for eta, h in ((0.5, 2.5), (1.5, 2.5), (2.5, 1.0)):
+    np.testing.assert_allclose(d.controlled_density(d.standard_normal(), z, eta, h),
+                               controller.controlled_pdf(z, eta, h), rtol=1e-12)
