@@ -370,6 +370,9 @@ def test_dre_and_mgnet_load_from_a_workdir(tmp_path, classifier, generator, batc
   fn, clf = explainers.load("dre", str(tmp_path))
   expected, _ = dre.explain(classifier, variables, images, target)
   np.testing.assert_allclose(fn(clf, images, target), expected, rtol=1e-6)
+  # Under jit too: the loaded variables are JAX arrays indexed by a traced target.
+  np.testing.assert_allclose(jax.jit(fn)(clf, images, target), expected,
+                             rtol=1e-5, atol=1e-6)
   fn = explainers.get("mgnet", workdir=str(tmp_path))
   assert fn(clf, images, target).shape == (4, SIZE, SIZE)
 

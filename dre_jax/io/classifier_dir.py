@@ -106,7 +106,7 @@ def restore_variables(path: str, target: Any, repair: str) -> Any:
   """Restores the orbax checkpoint at `path` like `target` (shapes, dtypes).
 
   Any failure (missing, truncated or foreign files, other shapes) becomes one
-  ValueError naming `path` and the `repair`.
+  ValueError naming `path` and the `repair`. Returns JAX arrays.
   """
   if not os.path.isdir(path):
     raise ValueError(f"{path} is missing; {repair}")
@@ -126,7 +126,9 @@ def restore_variables(path: str, target: Any, repair: str) -> Any:
   if problems:
     raise ValueError(f"{path} does not fit its metadata ({problems[0]}); "
                      f"{repair}")
-  return variables
+  # JAX arrays, not numpy: functions that close over the variables (a trained
+  # explainer) index them with traced values under jit.
+  return jax.tree.map(jnp.asarray, variables)
 
 
 def _drop_closed_loop_callbacks() -> None:
