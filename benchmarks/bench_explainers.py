@@ -14,7 +14,8 @@ of the run, "interleaved" by the one timed alternately with the method). The cou
 `--samples` (SmoothGrad samples, IG steps) and `--iterations` (MPert, XPert,
 FInv) so a CPU run takes minutes; their "s/img (full)" column scales the
 measured time by full passes / measured passes. "XLA memory" is the compiled
-program's temporary + argument + output bytes (`memory_analysis`).
+program's temporary + argument + output bytes (`memory_analysis`);
+`--memory_batch=64` also compiles each method at batch 64 (not run) for its plan.
 
 With torch, torchvision and captum installed, Captum's Saliency, NoiseTunnel
 SmoothGrad, IntegratedGradients and LayerGradCam run on torchvision's resnet50
@@ -209,6 +210,13 @@ def bench_arch(arch: str, args) -> dict:
            "passes_full": full, "fb_s_per_img": seconds["fb"] / args.batch,
            "vs_passes_here": per_img / (passes * seconds["fb"] / args.batch),
            "compile_s": compile_s, "xla_memory_gib": memory_gib(compiled)}
+    if args.memory_batch:  # compiled only, never run: XLA's plan at that batch
+      shapes = (jax.ShapeDtypeStruct((args.memory_batch, args.size, args.size, 3),
+                                     jnp.float32),
+                jax.ShapeDtypeStruct((args.memory_batch,), jnp.int32))
+      row["memory_batch"] = args.memory_batch
+      row["xla_memory_gib_at_memory_batch"] = memory_gib(
+          fn.lower(classifier, *shapes, key).compile())
     if "captum" in seconds:
       row["captum"] = CAPTUM[name]
       row["captum_s_per_img"] = seconds["captum"] / args.batch
@@ -258,6 +266,12 @@ def markdown(results: list[dict], args) -> str:
           f"{row['s_per_img']:.3f} | {row['s_per_img_full']:.2f} | "
           f"{row['vs_passes']:.2f} / {row['vs_passes_here']:.2f} | "
           f"{row['xla_memory_gib']:.2f} | {cap} |")
+    mem = [row for row in r["rows"] if "xla_memory_gib_at_memory_batch" in row]
+    if mem:
+      out.append(f"\nXLA memory (GiB) of the program compiled at batch "
+                 f"{mem[0]['memory_batch']}: " + ", ".join(
+                     f"{row['method']} {row['xla_memory_gib_at_memory_batch']:.2f}"
+                     for row in mem))
     loops = [row for row in r["rows"] if "loop_s_per_img" in row]
     if loops:
       out.append("\nOne-image loop against the batch (s/img): " + "; ".join(
@@ -280,6 +294,9 @@ def main(argv=None):
                       help="SmoothGrad samples and IG steps actually run")
   parser.add_argument("--iterations", type=int, default=10,
                       help="MPert/XPert/FInv iterations actually run")
+  parser.add_argument("--memory_batch", type=int, default=0,
+                      help="also compile (not run) each method at this batch and "
+                           "report XLA's planned memory")
   parser.add_argument("--loop", default="",
                       help="methods also timed as a loop of one-image calls, "
                            "e.g. vgrad,gcam,dre")

@@ -265,7 +265,10 @@ def optimize_xpert(classifier: Classifier, images: jnp.ndarray, target: jnp.ndar
     bg = background_fn(background, x)
 
     def energy(p, i):
-      masks = smooth_masks(p, (h, w), step, sigma)
+      # Recomputed in the backward pass: the [A, H, K, W, K] neighbourhoods
+      # would otherwise be kept (ResNet50, batch 64: 9.3 -> 5.4 GiB).
+      masks = jax.checkpoint(smooth_masks, static_argnums=(1, 2, 3))(
+          p, (h, w), step, sigma)
       xb = jnp.broadcast_to(x, (num, h, w, 3))
       b = jnp.broadcast_to(bg(jax.random.fold_in(key, i)), (num, h, w, 3))
       xp = dre_perturbation.perturb(xb, masks, b)
