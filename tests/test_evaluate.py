@@ -177,10 +177,12 @@ def test_tilde_workdir_and_its_config_json(setup, full_run):
 
 
 def test_user_mistakes_are_one_line(setup):
-  _, workdir, _, _ = setup
+  _, workdir, _, config = setup
   for flags, message in ((["--methods=dree"], "did you mean 'dre'"),
                          (["--num_images=-3"], "num_images must be >= 0"),
-                         (["--workdir=/nonexistent"], "has no config.json")):
+                         (["--workdir=/nonexistent"], "has no config.json"),
+                         ([f"--config={config}", "--config.dataset.name=imagenet2012"],
+                          "config.dataset.boxes_dir")):
     result = subprocess.run(eval_util.evaluate_command(workdir, *flags),
                             env=eval_util.env(), cwd=eval_util.REPO,
                             capture_output=True, text=True, timeout=600)

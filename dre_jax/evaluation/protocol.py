@@ -20,7 +20,9 @@ Each (method, shard) result is one `.npz` written atomically under
 that changes the numbers (the method, its settings, its trained arrays, the
 classifier, the sample, the protocol). A run killed at any point restarts with
 the same command, skips the finished files and ends with the same numbers: the
-random methods' keys depend only on (seed, method, shard, batch).
+random methods' keys depend only on (seed, method, shard, batch). The
+fingerprint does not cover the code: after changing an explainer (or the
+metrics), delete its directories (or the whole cache) to recompute.
 
 Devices and hosts: the batch is split over one mesh of all devices
 (`dre_jax.parallel`); every process reads the same shard and feeds its rows

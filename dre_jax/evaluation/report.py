@@ -14,6 +14,8 @@
         figures/         saliency.png (Figs. 7-9), misclassified.png (Fig. 11),
                          mean_curves.png, the controller's Figs. 5, 6, 13-15
     <workdir>/evaluation/cache/   the resumable per-(method, shard) results
+    <workdir>/evaluation/controller_figures/   Figs. 5, 6, 13-15, drawn once
+                                               and copied into each report
 
 A report is written completely into a temporary directory, renamed into
 `evaluation/reports/`, and only then does the `eval` symlink switch to it
