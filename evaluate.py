@@ -28,6 +28,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
 import ml_collections
 
@@ -162,6 +163,8 @@ def main(argv):
         workdir, config, max_shards=_MAX_SHARDS.value,
         image_size=_IMAGE_SIZE.value, progress=_PROGRESS.value)
     all_results.append(results)
+    if jax.process_index() != 0:
+      continue
     _print_methods(results)
     print(_summary_line(results))
     if "report" in results:

@@ -87,7 +87,9 @@ def validate(c) -> None:
     raise ValueError("config.eval.tie_break_sigma and tie_break_weight must be "
                      ">= 0 (sigma 0 switches the tie-breaker off)")
   method_names(c)
-  parse_settings(c.settings)
+  from dre_jax import explainers  # pylint: disable=import-outside-toplevel
+  for name, settings in parse_settings(c.settings).items():
+    explainers.check_settings(name, settings)  # names the known ones
 
 
 def parse_settings(items) -> dict[str, dict[str, object]]:
