@@ -18,8 +18,8 @@ for CUB. Time (an estimate, not measured): 180k classifier images (30 x
 Should reach (expectation, not measured): a classifier of ~80% top-1 on the
 test split (typical for ImageNet-initialised VGG19 fine-tuning); the paper's
 DRE masks rank first with a ranking-based M_F of 85.25 (Table 3, min-max
-normalised over the compared methods, so not comparable with the raw M_F that
-evaluate.py reports).
+normalised per image over the compared methods: evaluate.py's "normalised M_F"
+column, next to the raw M_F).
 
 `--config=configs/cub_vgg.py:runlocal`: 64 training images at 64 px, one
 epoch per stage, to check the setup on a laptop.

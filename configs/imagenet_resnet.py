@@ -20,8 +20,8 @@ same command on every host. Not run in this project (no GPU, no ImageNet).
 Time (an estimate, not measured): 14M DRE images (1 + 10 epochs), roughly a
 day on 8 V100-class GPUs.
 Should reach (the paper's numbers, not measured here): ranking-based M_F 77.13
-and M_E 83.02 (Tables 3-4, min-max normalised over the compared methods, so
-not comparable with the raw M_F/M_E that evaluate.py reports).
+and M_E 83.02 (Table 3's M_F is min-max normalised per image over the compared methods,
+evaluate.py's "normalised M_F" column; Table 4's M_E is not normalised).
 
 `:runlocal`: 64 training images at 64 px, one epoch per stage.
 """

@@ -12,7 +12,7 @@
                               masked image (image x map)
 
 Display scale (the `.npy` files keep the raw values): DRE's masks are in
-(0, 1) and are shown as they are, like `dre_jax.evaluation.save_figure`; any
+(0, 1) and are shown as they are, like the evaluation figures (`dre_jax.evaluation.figures`); any
 other method's map is divided by its 99th percentile of |map| and clipped to
 [0, 1] (Captum's `visualize_image_attr` default clips the top 2%), so one hot
 pixel does not wash out the rest. Heat maps use matplotlib's "jet" at 50%
