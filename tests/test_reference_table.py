@@ -1,0 +1,45 @@
+"""scripts/reference_table.py: the README's results table from results.json."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "scripts", "reference_table.py")
+
+
+def _module():
+  spec = importlib.util.spec_from_file_location("reference_table", SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _results():
+  row = lambda mf, raw, me: {  # noqa: E731
+      "faithfulness_normalised": mf, "faithfulness": raw, "explainability": me,
+      "skewness": 0.5, "median_skewness": 0.4, "seconds_per_image": 0.01}
+  return {"methods": {"gcam": row(60.0, 30.0, 80.0), "dre": row(70.0, 31.0, 75.0),
+                      "vgrad": row(10.0, 20.0, float("nan"))},
+          "sample": {"dataset": "d", "split": "test", "seed": 0},
+          "num_images": 3, "image_size": 128, "arch": "a", "normalised_images": 3}
+
+
+def test_rows_in_the_paper_order_with_ranks_here_and_in_the_paper():
+  lines = _module().table(_results()).splitlines()
+  rows = [l for l in lines if l.startswith("| ") and not l.startswith("| method")]
+  assert [r.split(" | ")[0] for r in rows] == ["| DRE", "| GCAM", "| VGrad"]
+  # DRE: first here on M_F, second on M_E; the paper ranks it first on both
+  # among these three (Tables 3, 4: DRE 74.37 / 82.89, GCAM 67.51 / 78.79).
+  assert rows[0].endswith("| 1 (1) | 2 (1) |")
+  assert rows[1].endswith("| 2 (2) | 1 (2) |")
+  assert rows[2].endswith("| 3 (3) | - (3) |")  # NaN M_E: no rank
+
+
+def test_unreadable_results_is_one_line(tmp_path):
+  bad = tmp_path / "results.json"
+  bad.write_text("{not json")
+  out = subprocess.run([sys.executable, SCRIPT, str(bad)], capture_output=True, text=True)
+  assert out.returncode == 1 and "Traceback" not in out.stderr
+  assert len(out.stderr.strip().splitlines()) == 1 and "results.json" in out.stderr
