@@ -184,6 +184,10 @@ def main(argv=None):
   print(f"[natural_photos] wrote {args.out}/natural_photos.md, results.json, maps_*.png")
 
 
+# The table's columns per method: (score, decimals).
+COLUMNS = (("explainability", 1), ("faithfulness", 1), ("skewness", 2), ("mass_in_box", 2))
+
+
 def markdown(report, command) -> str:
   methods = report["methods"]
   lines = ["# DRE trained on the composites, on natural photos", "",
@@ -200,11 +204,8 @@ def markdown(report, command) -> str:
         continue
       s = entry[set_name]["scores"]
       share = np.mean(s[methods[0]]["box_share"])
-      cells = []
-      for m in methods:
-        cells += [f"{np.nanmean(s[m][k]):.1f}" if k != "skewness" and k != "mass_in_box"
-                  else f"{np.nanmean(s[m][k]):.2f}"
-                  for k in ("explainability", "faithfulness", "skewness", "mass_in_box")]
+      cells = [f"{np.nanmean(s[m][k]):.{digits}f}" for m in methods
+               for k, digits in COLUMNS]
       lines.append(f"| {size} | {len(s[methods[0]]['explainability'])} {set_name} | "
                    f"{share:.2f} | " + " | ".join(cells) + " |")
   lines += ["", "Per photo (M_E of each method; the classifier's prediction t and its "
