@@ -25,7 +25,7 @@ which `evaluate.py` measures against the exact object boxes (M_E).
 
 from dre_jax import config as config_lib
 
-ARCHS = ("resnet50", "vgg19", "googlenet")
+ARCHS = ("resnet50", "vgg19", "googlenet", "resnet18")
 
 
 def get_config(arg=None):

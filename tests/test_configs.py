@@ -170,7 +170,7 @@ def _parse(*args):
 def test_composites_scratch_takes_one_architecture():
   path = os.path.join(REPO, "configs", "composites_scratch.py")
   module, _ = _load(path)
-  for arch in ("resnet50", "vgg19", "googlenet"):
+  for arch in ("resnet50", "vgg19", "googlenet", "resnet18"):
     config = module.get_config(arch)
     assert config.model.name == arch
     assert config.classifier.epochs > 0 and not config.model.torch_weights

@@ -143,7 +143,8 @@ def test_stage1_step_moves_only_the_embeddings_of_the_batch(batch):
   assert 1 <= np.sum(table_delta.max(axis=1) > 0) <= BATCH
 
 
-def test_classifier_step_learns_the_batch(batch):
+@pytest.mark.parametrize("microbatches", [1, 2])
+def test_classifier_step_learns_the_batch(batch, microbatches):
   dre = DRE.create("tiny_cnn", num_classes=10)
   classifier = Classifier.init("tiny_cnn", jax.random.key(0), num_classes=10,
                                image_size=64)
@@ -152,7 +153,8 @@ def test_classifier_step_learns_the_batch(batch):
   tx = optax.sgd(schedule, momentum=0.9)
   state = TrainState.start(variables["params"], variables["batch_stats"], tx)
   step = jax.jit(functools.partial(steps.classifier_step, module=module,
-                                   spec=spec, schedule=schedule, seed=0))
+                                   spec=spec, schedule=schedule, seed=0,
+                                   microbatches=microbatches))
   batch = {**batch, "label": batch["label"] % 10}  # mock labels go to 364
   losses = []
   for _ in range(5):
@@ -163,6 +165,53 @@ def test_classifier_step_learns_the_batch(batch):
   # The first loss is the cross-entropy of a freshly initialised model,
   # close to log(10) for 10 classes.
   assert abs(losses[0] - np.log(10)) < 1.0
+
+
+def test_microbatches_give_the_whole_batch_gradient_of_a_mean_loss():
+  """Least squares, loss = mean_n (x_n . w - y_n)^2: its gradient over the
+  batch is the mean of the slices' gradients exactly; BatchNorm-like state
+  passes through every slice once; each slice gets its own key."""
+  rng = np.random.default_rng(0)
+  batch = {"x": jnp.asarray(rng.normal(size=(12, 3)), jnp.float32),
+           "y": jnp.asarray(rng.normal(size=(12,)), jnp.float32)}
+  w = jnp.asarray([0.5, -1.0, 2.0])
+
+  def loss_fn(params, count, part, key):
+    residual = part["x"] @ params - part["y"]
+    return jnp.mean(residual ** 2), (count + 1, {
+        "max_abs": jnp.max(jnp.abs(residual)),
+        "draw": jax.random.uniform(key)})
+
+  key = jax.random.key(3)
+  (loss1, (count1, m1)), g1 = steps.value_and_grad_over(loss_fn, w, 0, batch, key)
+  (loss4, (count4, m4)), g4 = jax.jit(functools.partial(
+      steps.value_and_grad_over, loss_fn, microbatches=4))(w, 0, batch, key)
+  x, y = np.asarray(batch["x"], np.float64), np.asarray(batch["y"], np.float64)
+  r = x @ np.asarray(w, np.float64) - y
+  np.testing.assert_allclose(loss4, np.mean(r ** 2), rtol=1e-6)
+  np.testing.assert_allclose(g4, 2 * x.T @ r / len(r), rtol=1e-5)
+  np.testing.assert_allclose(g4, g1, rtol=1e-5)
+  assert int(count1) == 1 and int(count4) == 4
+  # Slice i holds rows i, i + 4, i + 8: the metric is the slices' mean.
+  slice_max = [np.max(np.abs(r[i::4])) for i in range(4)]
+  np.testing.assert_allclose(m4["max_abs"], np.mean(slice_max), rtol=1e-5)
+  draws = [float(jax.random.uniform(jax.random.fold_in(key, i))) for i in range(4)]
+  np.testing.assert_allclose(m4["draw"], np.mean(draws), rtol=1e-6)
+  with pytest.raises(ValueError, match="config.microbatches"):
+    steps.value_and_grad_over(loss_fn, w, 0, batch, key, microbatches=5)
+
+
+def test_microbatches_must_divide_every_stage_batch():
+  config = config_lib.paper_config("composites", "resnet50", classifier_epochs=1)
+  config.microbatches = 4
+  config_lib.validate(config)  # 64 / 4
+  config.embeddings.batch_size = 30
+  with pytest.raises(ValueError, match="embeddings.batch_size=30"):
+    config_lib.validate(config)
+  config.embeddings.batch_size = 64
+  config.microbatches = 0
+  with pytest.raises(ValueError, match="microbatches must be >= 1"):
+    config_lib.validate(config)
 
 
 # ------------------------------------------------- schedules and fine-tuning

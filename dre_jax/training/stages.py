@@ -107,7 +107,7 @@ def classifier_stage(config: Config, workdir: str, mesh,
       variables["params"], variables.get("batch_stats", {}), tx))
   stage = loop.Stage("classifier", data, c.epochs, functools.partial(
       steps.classifier_step, module=module, spec=spec, schedule=schedule,
-      seed=config.seed), frozen=None)
+      seed=config.seed, microbatches=config.microbatches), frozen=None)
   state, summary = loop.run_stage(stage, state, mesh, workdir, config, writer)
   trained = {"params": state.params}
   if state.batch_stats:
@@ -175,7 +175,8 @@ def estimator_stages(config: Config, workdir: str, mesh,
         generator["params"], generator["batch_stats"], tx))
     stage = loop.Stage("embeddings", data, e.epochs, functools.partial(
         steps.embeddings_step, dre=dre, schedule=schedule,
-        fake_prob=e.fake_prob, seed=config.seed), frozen)
+        fake_prob=e.fake_prob, seed=config.seed,
+        microbatches=config.microbatches), frozen)
     state, summary["embeddings"] = loop.run_stage(stage, state, mesh, workdir,
                                                   config, writer)
     generator = {"params": state.params, "batch_stats": state.batch_stats}
@@ -189,7 +190,7 @@ def estimator_stages(config: Config, workdir: str, mesh,
   stage = loop.Stage("dre", data, c.epochs, functools.partial(
       steps.dre_step, dre=dre, schedule=schedule,
       backgrounds=BackgroundConfig(**c.backgrounds.to_dict()), config=config,
-      seed=config.seed), frozen)
+      seed=config.seed, microbatches=config.microbatches), frozen)
   state, summary["dre"] = loop.run_stage(stage, state, mesh, workdir, config,
                                          writer)
   workdir_lib.save_estimator(
