@@ -262,7 +262,11 @@ def test_xpert_meets_its_areas_and_lowers_its_objective(classifier, batch):
   images, target = batch
   areas = (0.05, 0.1, 0.3)
   masks, h = jax.jit(functools.partial(
-      perturbation.optimize_xpert, areas=areas, iterations=80))(
+      # 7 / 21 px on a 64-px image: a param moves 12x more pixels than at
+      # 224 px, so the areas are met in 80 iterations (the scaled defaults
+      # move as many as at 224 px and need the paper's 300).
+      perturbation.optimize_xpert, areas=areas, iterations=80, step=7,
+      sigma=21.0))(
           classifier, images[:1], target[:1], jax.random.key(0))
   got = np.asarray(jnp.mean(masks[0], axis=(1, 2)))
   np.testing.assert_allclose(got, areas, rtol=0.25)
@@ -270,6 +274,15 @@ def test_xpert_meets_its_areas_and_lowers_its_objective(classifier, batch):
   lam = float(h["weight"][-1])
   objective = -h["reward"][:, 0] + lam * h["area_error"][:, 0]   # [T, A]
   assert np.all(np.asarray(objective[-1] < objective[0]))
+
+
+def test_xpert_smoothing_is_torchrays_at_224_and_scales_with_the_side():
+  assert perturbation.xpert_smoothing((224, 224)) == (7, 21.0)
+  assert perturbation.xpert_smoothing((128, 160)) == (4, 12.0)
+  assert perturbation.xpert_smoothing((96, 96)) == (3, 9.0)
+  assert perturbation.xpert_smoothing((96, 96), step=7, sigma=21.0) == (7, 21.0)
+  with pytest.raises(ValueError, match="sigma > 0"):
+    perturbation.xpert_smoothing((64, 64), sigma=0.0)
 
 
 def test_xpert_smooth_masks_are_the_smooth_max():

@@ -233,12 +233,33 @@ def area_reference(areas, num_pixels: int) -> np.ndarray:
   return ref
 
 
+def xpert_smoothing(size: tuple[int, int], step: int | None = None,
+                    sigma: float | None = None) -> tuple[int, float]:
+  """(step, sigma) of the smooth-max parametrisation for an image of `size`.
+
+  TorchRay's step 7 and sigma 21 px are for the papers' 224 x 224 images;
+  None scales them with the image's shorter side (step 4 and sigma 12 at
+  128 px, 3 and 9 at 96 px), so the masks can take the same shapes at every
+  resolution (at 96 px a sigma of 21 px would be a fifth of the image, wider
+  than the 2.5% area's whole mask). Explicit values are used as given.
+  """
+  side = min(size)
+  if step is None:
+    step = max(1, round(7 * side / REFERENCE_SIZE))
+  if sigma is None:
+    sigma = 21.0 * side / REFERENCE_SIZE
+  if step < 1 or sigma <= 0:
+    raise ValueError(f"xpert: step must be >= 1 and sigma > 0 (pixels), got "
+                     f"step={step}, sigma={sigma}")
+  return int(step), float(sigma)
+
+
 def optimize_xpert(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                    key: jax.Array, *, areas: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2),
                    iterations: int = 300, learning_rate: float = 0.01,
                    momentum: float = 0.9, area_weight: float = 300.0,
-                   area_weight_growth: float = 1.0035, step: int = 7,
-                   sigma: float = 21.0, jitter: bool = True,
+                   area_weight_growth: float = 1.0035, step: int | None = None,
+                   sigma: float | None = None, jitter: bool = True,
                    background: str = "blur", batch_size: int = 64):
   """Extremal perturbations of Fong et al. 2019 (preservation game), all areas and images at once.
 
@@ -255,6 +276,7 @@ def optimize_xpert(classifier: Classifier, images: jnp.ndarray, target: jnp.ndar
   """
   h, w = images.shape[1:3]
   num = len(areas)
+  step, sigma = xpert_smoothing((h, w), step, sigma)
   grid, *_ = smooth_max_weights((h, w), step, sigma)
   ref = jnp.asarray(area_reference(areas, h * w))
   optimizer = optax.chain(optax.ema(momentum, debias=False),
@@ -307,8 +329,9 @@ def extremal_perturbation(classifier: Classifier, images: jnp.ndarray,
                           areas: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2),
                           iterations: int = 300, learning_rate: float = 0.01,
                           momentum: float = 0.9, area_weight: float = 300.0,
-                          area_weight_growth: float = 1.0035, step: int = 7,
-                          sigma: float = 21.0, jitter: bool = True,
+                          area_weight_growth: float = 1.0035,
+                          step: int | None = None, sigma: float | None = None,
+                          jitter: bool = True,
                           background: str = "blur", batch_size: int = 64
                           ) -> jnp.ndarray:
   """Extremal Perturbation: the sum over target areas of the masks M_a (`optimize_xpert`).
@@ -320,7 +343,8 @@ def extremal_perturbation(classifier: Classifier, images: jnp.ndarray,
     iterations: 300, the DRE paper's Table 2 (TorchRay: 800).
     learning_rate 0.01, momentum 0.9, area_weight 300 growing by 1.0035 per
       iteration, step 7, sigma 21, jitter (flip): TorchRay's
-      `extremal_perturbation` defaults.
+      `extremal_perturbation` defaults; step and sigma (pixels) are those at
+      224 px and scale with the image side when None (`xpert_smoothing`).
     background: "blur" (the papers' blur perturbation; DRE's blur here instead
       of TorchRay's blur pyramid) or "training".
     batch_size: classifier images per pass (an image costs len(areas)).
