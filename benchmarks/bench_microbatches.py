@@ -54,6 +54,8 @@ def main(argv=None):
       "bench_microbatches.md"))
   args = parser.parse_args(argv)
   size, n, k = args.image_size, args.batch_size, args.microbatches
+  if k < 1 or n % k:
+    parser.error(f"--microbatches={k} must be >= 1 and divide --batch_size={n}")
 
   classifier = Classifier.init(args.arch, jax.random.key(0), num_classes=14,
                                image_size=size)
