@@ -268,12 +268,47 @@ def test_xpert_meets_its_areas_and_lowers_its_objective(classifier, batch):
       perturbation.optimize_xpert, areas=areas, iterations=80, step=7,
       sigma=21.0))(
           classifier, images[:1], target[:1], jax.random.key(0))
-  got = np.asarray(jnp.mean(masks[0], axis=(1, 2)))
+  # Eq. 5's area is the mask canvas's (the image and TorchRay's margin).
+  got = np.asarray(h["area"][-1, 0])
   np.testing.assert_allclose(got, areas, rtol=0.25)
+  assert masks.shape == (1, len(areas), *images.shape[1:3])
   # Fong et al.'s objective -reward + lambda * area error at the final lambda.
   lam = float(h["weight"][-1])
   objective = -h["reward"][:, 0] + lam * h["area_error"][:, 0]   # [T, A]
   assert np.all(np.asarray(objective[-1] < objective[0]))
+
+
+class _BoxReward:
+  """A stand-in classifier: class 0's logit is -scale x the squared change inside `box`."""
+
+  def __init__(self, x, box, scale):
+    self.x, self.box, self.scale = x, box, scale
+
+  def logits(self, xp):
+    d = jnp.sum(jnp.sum((xp - self.x) ** 2, axis=-1) * self.box, axis=(1, 2))
+    return jnp.stack([-self.scale * d, jnp.zeros_like(d)], axis=-1)
+
+
+def test_xpert_spends_no_area_on_the_image_border():
+  """Regression: without TorchRay's canvas margin the image's border pixels
+  (fewer soft-max neighbours) started higher and the area constraint kept
+  them, so every XPert map had a frame along the border. With no reward
+  (scale 0) or one that only wants an off-centre box kept, the border ring
+  must get no more saliency than the interior, and the box must get most."""
+  size = 64
+  x = jax.random.uniform(jax.random.key(1), (1, size, size, 3))
+  box = np.zeros((size, size), np.float32)
+  box[20:36, 30:46] = 1.0
+  ring = np.ones((size, size), bool)
+  ring[6:-6, 6:-6] = False
+  for scale in (0.0, 1.0):
+    masks, _ = perturbation.optimize_xpert(
+        _BoxReward(x, jnp.asarray(box), scale), x, jnp.zeros((1,), jnp.int32),
+        jax.random.key(0), areas=(0.05, 0.2), iterations=150, jitter=False)
+    s = np.asarray(masks[0].sum(0))
+    assert s[ring].mean() <= s[~ring].mean(), (scale, s[ring].mean(), s[~ring].mean())
+    if scale:
+      assert s[box > 0].mean() > 1.5 * s[box == 0].mean()
 
 
 def test_xpert_smoothing_is_torchrays_at_224_and_scales_with_the_side():

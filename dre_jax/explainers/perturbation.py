@@ -254,6 +254,22 @@ def xpert_smoothing(size: tuple[int, int], step: int | None = None,
   return int(step), float(sigma)
 
 
+def xpert_margin(step: int, sigma: float) -> int:
+  """The mask canvas's margin beyond each image side, in parameter cells.
+
+  TorchRay generates the mask on a canvas `sigma` pixels larger than the image
+  on every side, crops the image's part for the perturbation and imposes the
+  area constraint (Eq. 5) on the whole canvas. Without it the image's border
+  pixels, which have fewer soft-max neighbours, start out a little higher
+  than the interior and the vecsort constraint keeps them: a mask's area not
+  claimed by the reward went to a frame along the image border. Here the
+  margin is sigma rounded up to whole parameter cells (so the parameters stay
+  on one grid): ceil(sigma / step) cells of `step` pixels; the margin's
+  parameters are fixed at 0, as TorchRay's (its parameters cover the image).
+  """
+  return int(math.ceil(sigma / step))
+
+
 def optimize_xpert(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                    key: jax.Array, *, areas: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2),
                    iterations: int = 300, learning_rate: float = 0.01,
@@ -269,52 +285,67 @@ def optimize_xpert(classifier: Classifier, images: jnp.ndarray, target: jnp.ndar
   S_t the target's logit (TorchRay's `simple_reward`); lambda starts at 300 and
   grows by 1.0035 per iteration; SGD with momentum 0.9 and dampening 0.9
   (optax.ema), m_a starts at 1 and is clipped to [0, 1]; every other iteration
-  the perturbed image is flipped horizontally (jitter). As TorchRay.
+  the perturbed image is flipped horizontally (jitter). As TorchRay, M_a is
+  made on a canvas with a margin of ~sigma pixels around the image
+  (`xpert_margin`), Omega and r_a are the canvas's, and the image's part of
+  M_a perturbs it.
 
-  Returns (masks [N, A, H, W], history) with history = {"reward": [T, N, A],
-  "area_error": [T, N, A] (the mean squared vecsort deviation), "weight": [T]}.
+  Returns (masks [N, A, H, W] (the image's part), history) with history =
+  {"reward": [T, N, A], "area_error": [T, N, A] (the mean squared vecsort
+  deviation on the canvas), "area": [T, N, A] (the canvas mask's mean, which
+  the constraint drives to `areas`), "weight": [T]}.
   """
   h, w = images.shape[1:3]
   num = len(areas)
   step, sigma = xpert_smoothing((h, w), step, sigma)
+  cells = xpert_margin(step, sigma)
+  margin = cells * step
+  canvas = (h + 2 * margin, w + 2 * margin)
   grid, *_ = smooth_max_weights((h, w), step, sigma)
-  ref = jnp.asarray(area_reference(areas, h * w))
+  ref = jnp.asarray(area_reference(areas, canvas[0] * canvas[1]))
   optimizer = optax.chain(optax.ema(momentum, debias=False),
                           optax.scale(-learning_rate))
   weights = area_weight * area_weight_growth ** jnp.arange(iterations, dtype=jnp.float32)
+
+  def canvas_masks(p):
+    # Recomputed in the backward pass: the [A, H, K, W, K] neighbourhoods
+    # would otherwise be kept (ResNet50, batch 64: 9.3 -> 5.4 GiB).
+    padded = jnp.pad(p, ((0, 0), (cells, cells), (cells, cells)))
+    return jax.checkpoint(smooth_masks, static_argnums=(1, 2, 3))(
+        padded, canvas, step, sigma)
 
   def one(x, t):
     bg = background_fn(background, x)
 
     def energy(p, i):
-      # Recomputed in the backward pass: the [A, H, K, W, K] neighbourhoods
-      # would otherwise be kept (ResNet50, batch 64: 9.3 -> 5.4 GiB).
-      masks = jax.checkpoint(smooth_masks, static_argnums=(1, 2, 3))(
-          p, (h, w), step, sigma)
+      full = canvas_masks(p)
+      masks = full[:, margin:margin + h, margin:margin + w]
       xb = jnp.broadcast_to(x, (num, h, w, 3))
       b = jnp.broadcast_to(bg(jax.random.fold_in(key, i)), (num, h, w, 3))
       xp = dre_perturbation.perturb(xb, masks, b)
       if jitter:
         xp = jnp.where(i % 2 == 0, xp[:, :, ::-1, :], xp)
       reward = classifier.logits(xp)[:, t]
-      error = jnp.mean((jnp.sort(masks.reshape(num, -1), axis=1) - ref) ** 2, axis=1)
-      return jnp.sum(reward - weights[i] * error), (reward, error)
+      full = full.reshape(num, -1)
+      error = jnp.mean((jnp.sort(full, axis=1) - ref) ** 2, axis=1)
+      area = jnp.mean(full, axis=1)
+      return jnp.sum(reward - weights[i] * error), (reward, error, area)
 
     def one_step(state, i):
       p, opt_state = state
-      grad, (reward, error) = jax.grad(energy, has_aux=True)(p, i)
+      grad, aux = jax.grad(energy, has_aux=True)(p, i)
       updates, opt_state = optimizer.update(-grad, opt_state, p)  # ascend the energy
       p = jnp.clip(optax.apply_updates(p, updates), 0.0, 1.0)
-      return (p, opt_state), (reward, error)
+      return (p, opt_state), aux
 
     p0 = jnp.ones((num, *grid), jnp.float32)
-    (p, _), (reward, error) = jax.lax.scan(one_step, (p0, optimizer.init(p0)),
-                                           jnp.arange(iterations))
-    return smooth_masks(p, (h, w), step, sigma), reward, error
+    (p, _), aux = jax.lax.scan(one_step, (p0, optimizer.init(p0)),
+                               jnp.arange(iterations))
+    return canvas_masks(p)[:, margin:margin + h, margin:margin + w], aux
 
-  masks, reward, error = map_images(one, images, target, num, batch_size)
+  masks, (reward, error, area) = map_images(one, images, target, num, batch_size)
   history = {"reward": reward.transpose(1, 0, 2), "area_error": error.transpose(1, 0, 2),
-             "weight": weights}
+             "area": area.transpose(1, 0, 2), "weight": weights}
   return masks, history
 
 
