@@ -12,7 +12,6 @@ BatchNorm statistics, so the ratio is the speed-up of cutting the batch.
 Appends rows to results/bench_microbatches.md.
 """
 
-import argparse
 import functools
 import os
 import sys
@@ -43,15 +42,10 @@ HEADER = ("# Microbatched training steps vs the whole batch\n\n"
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--arch", default="resnet18")
-  parser.add_argument("--image_size", type=int, default=96)
-  parser.add_argument("--batch_size", type=int, default=64)
+  parser = common.training_parser(__doc__, arch="resnet18", image_size=96,
+                                  batch_size=64, steps=3,
+                                  out="bench_microbatches.md")
   parser.add_argument("--microbatches", type=int, default=4)
-  parser.add_argument("--steps", type=int, default=3)
-  parser.add_argument("--out", default=os.path.join(
-      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results",
-      "bench_microbatches.md"))
   args = parser.parse_args(argv)
   size, n, k = args.image_size, args.batch_size, args.microbatches
   if k < 1 or n % k:

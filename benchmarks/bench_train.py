@@ -15,7 +15,6 @@ raw ratio of speeds (stage-2 images/s over classifier images/s) is reported
 too. Appends a row to results/bench_train.md.
 """
 
-import argparse
 import functools
 import os
 import platform
@@ -39,14 +38,8 @@ from dre_jax.training.steps import TrainState
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--arch", default="resnet50")
-  parser.add_argument("--image_size", type=int, default=112)
-  parser.add_argument("--batch_size", type=int, default=8)
-  parser.add_argument("--steps", type=int, default=5)
-  parser.add_argument("--out", default=os.path.join(
-      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results",
-      "bench_train.md"))
+  parser = common.training_parser(__doc__, arch="resnet50", image_size=112,
+                                  batch_size=8, steps=5, out="bench_train.md")
   args = parser.parse_args(argv)
 
   dre = DRE.create(args.arch, num_classes=1000)

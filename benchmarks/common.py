@@ -6,6 +6,7 @@ against arithmetic: XLA's own FLOP count of each jitted computation.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shlex
@@ -53,6 +54,20 @@ def median_seconds(fns: dict, reps: int) -> dict:
       jax.block_until_ready(fn())
       times[name].append(time.perf_counter() - start)
   return {name: statistics.median(t) for name, t in times.items()}
+
+
+def training_parser(doc: str, *, arch: str, image_size: int, batch_size: int,
+                    steps: int, out: str) -> argparse.ArgumentParser:
+  """The flags of the training-step benchmarks: --arch, --image_size,
+  --batch_size, --steps and --out (default results/<out>)."""
+  parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+  parser.add_argument("--arch", default=arch)
+  parser.add_argument("--image_size", type=int, default=image_size)
+  parser.add_argument("--batch_size", type=int, default=batch_size)
+  parser.add_argument("--steps", type=int, default=steps)
+  parser.add_argument("--out", default=os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", out))
+  return parser
 
 
 def machine() -> str:

@@ -20,8 +20,10 @@ Hardware and Time: on a GPU, minutes. On this project's 2-core x86_64 CPU
 (measured 2026-12-01): classifier training at batch 64 runs at 3.2 images/s
 for ResNet50 (7.0 per image in steps of 16, a probe: 30 epochs would take
 4.8 h), 12.0 for ResNet18 (train.py's log; 22.6 with microbatches=4, so 30
-epochs in 90 min) and 11.5 for GoogLeNet (whole batches); so the paper's
-architectures do not fit a CPU session, and the CPU reference run
+epochs in 90 min) and 11.5 for GoogLeNet (whole batches; 28-32 with
+microbatches=4, next to the test suite: 10 epochs in 27 min, test accuracy
+0.613, results/reference_googlenet.md); so ResNet50 and VGG19 do not fit a
+CPU session, and the first CPU reference run
 (results/reference_scratch.md) is ResNet18 with --config.microbatches=4,
 --config.classifier.epochs=10 (36.5 min) and --config.dre.epochs=6 (stage 2
 at 8-12 images/s while MGnet and the baselines' evaluation shared the cores).
