@@ -139,6 +139,26 @@ def test_changed_settings_use_other_shards(tmp_path):
                    "random", "random"]
 
 
+def test_cache_keys_follow_the_explainer_revision():
+  """A method's registered revision (raised when a fix changes its maps) is in
+  its cache key, so shards cached before the fix are not reused; revision 1
+  keeps the key it had before revisions existed; xpert is at 2 (its margin)."""
+  from dre_jax import explainers
+  sample = protocol.Sample(positions=np.arange(4), description={"split": "test"})
+  proto = protocol.Protocol()
+  def key(revision):
+    m = protocol.Method(name="xpert", explain=None, settings={"iterations": 300},
+                        revision=revision)
+    return protocol.cache_dirs("/c", [m], "clf", sample, proto)["xpert"]
+  assert key(1) != key(2) and key(2) == key(2)
+  spec = protocol._spec(protocol.Method(name="xpert", explain=None,
+                                        settings={"iterations": 300}),
+                        "clf", sample, proto)
+  assert "revision" not in spec["method"]
+  assert explainers.method("xpert").revision == 2
+  assert explainers.method("gcam").revision == 1
+
+
 PARALLEL_SCRIPT = r"""
 import json, sys
 import jax

@@ -21,8 +21,10 @@ that changes the numbers (the method, its settings, its trained arrays, the
 classifier, the sample, the protocol). A run killed at any point restarts with
 the same command, skips the finished files and ends with the same numbers: the
 random methods' keys depend only on (seed, method, shard, batch). The
-fingerprint does not cover the code: after changing an explainer (or the
-metrics), delete its directories (or the whole cache) to recompute.
+fingerprint covers the code only through each explainer's registered
+`revision` (raised when a fix changes its maps, e.g. XPert's canvas margin):
+after changing an explainer without raising it (or the metrics), delete its
+directories (or the whole cache) to recompute.
 
 Devices and hosts: the batch is split over one mesh of all devices
 (`dre_jax.parallel`); every process reads the same shard and feeds its rows
@@ -115,6 +117,7 @@ class Method:
   explain: Callable[..., jnp.ndarray]
   settings: dict[str, Any] = dataclasses.field(default_factory=dict)
   fingerprint: str = ""
+  revision: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +203,8 @@ def _spec(method: Method | None, classifier_id: str, sample: Sample,
   if method is not None:
     spec["method"] = {"name": method.name, "settings": method.settings,
                       "fingerprint": method.fingerprint}
+    if method.revision != 1:  # revision 1 keeps the keys of caches made before revisions
+      spec["method"]["revision"] = method.revision
   return spec
 
 

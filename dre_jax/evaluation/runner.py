@@ -113,7 +113,8 @@ def build_methods(names: list[str], explicit: bool, loaded: Loaded,
         name=name,
         explain=lambda clf, x, t, key, _fn=fn, _s=chosen: _fn(clf, x, t, key, **_s),
         settings=chosen,
-        fingerprint=protocol_lib.tree_fingerprint(arrays) if arrays else ""))
+        fingerprint=protocol_lib.tree_fingerprint(arrays) if arrays else "",
+        revision=explainers.method(name).revision))
   return methods, notes
 
 

@@ -353,8 +353,9 @@ def _xpert_passes(*, iterations: int, areas, **_) -> float:
   return float(iterations * len(areas))
 
 
+# revision 2: the masks' canvas margin (`xpert_margin`, 2026-12-02).
 @registry.register("xpert", passes=_xpert_passes,
-                   reference="Fong, Patrick & Vedaldi, ICCV 2019")
+                   reference="Fong, Patrick & Vedaldi, ICCV 2019", revision=2)
 def extremal_perturbation(classifier: Classifier, images: jnp.ndarray,
                           target: jnp.ndarray, key=None, *,
                           areas: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2),

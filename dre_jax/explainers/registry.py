@@ -50,6 +50,7 @@ class Method:
   passes: Callable[..., float]
   reference: str
   load: Callable[[str], dict[str, Any]] | None = None
+  revision: int = 1
 
   @property
   def bound(self) -> tuple[str, ...]:
@@ -74,14 +75,19 @@ _REGISTRY: dict[str, Method] = {}
 
 
 def register(name: str, *, passes: Callable[..., float], reference: str,
-             load: Callable[[str], dict[str, Any]] | None = None):
-  """Decorator: `@register("vgrad", passes=..., reference=...)` on an explain function."""
+             load: Callable[[str], dict[str, Any]] | None = None,
+             revision: int = 1):
+  """Decorator: `@register("vgrad", passes=..., reference=...)` on an explain function.
+
+  revision: raise it when a change to the code changes the method's maps; the
+  evaluation's cache keys include it, so results cached before are not reused.
+  """
 
   def decorate(explain):
     if name in _REGISTRY:
       raise ValueError(f"explainer {name!r} is registered twice")
     _REGISTRY[name] = Method(name=name, explain=explain, passes=passes,
-                             reference=reference, load=load)
+                             reference=reference, load=load, revision=revision)
     return explain
 
   return decorate
