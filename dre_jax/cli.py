@@ -15,9 +15,11 @@ its type, and exit status 1.
 from __future__ import annotations
 
 import ast
+import logging
 import os
 import re
 import sys
+import threading
 from typing import Callable, Sequence
 
 from absl import app
@@ -81,6 +83,8 @@ def run(main: Callable[[Sequence[str]], object], argv: list[str] | None = None,
   debug = "--debug" in argv or os.environ.get("DRE_JAX_DEBUG", "") not in ("", "0")
   argv = [a for a in argv if a != "--debug"]
   prog = prog or (os.path.basename(argv[0]) if argv else "dre_jax")
+  if not debug:
+    main = _filtering_closed_loops(main)
   try:
     if absl_flags:
       app.run(main, argv=argv, flags_parser=_parse_flags)
@@ -96,7 +100,56 @@ def run(main: Callable[[Sequence[str]], object], argv: list[str] | None = None,
       raise
     if _is_user_error(e):
       print(f"{prog}: error: {_message(e)}", file=sys.stderr)
+      _quiet_shutdown()
       sys.exit(2)
     print(f"{prog}: internal error: {type(e).__name__}: {_message(e)} "
           "(rerun with --debug for the traceback)", file=sys.stderr)
+    _quiet_shutdown()
     sys.exit(1)
+
+
+def _is_closed_loop_noise(exc) -> bool:
+  return isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)
+
+
+class _ClosedLoopFilter(logging.Filter):
+  """Drops records of a background future's callback failing on a closed loop."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return not _is_closed_loop_noise(exc)
+
+
+def _filtering_closed_loops(main):
+  """main, with the root handlers (absl's, installed by app.run) filtering the
+  "Event loop is closed" tracebacks that orbax's asynchronous work can log when
+  a restore fails (a damaged checkpoint): the user's one error line follows."""
+
+  def wrapped(argv):
+    for handler in logging.getLogger().handlers:
+      handler.addFilter(_ClosedLoopFilter())
+    previous = threading.excepthook
+
+    def hook(args):
+      if not _is_closed_loop_noise(args.exc_value):
+        previous(args)
+
+    threading.excepthook = hook
+    return main(argv)
+
+  return wrapped
+
+
+def _quiet_shutdown() -> None:
+  """After the one error line: nothing more on stderr while the process exits.
+
+  Background threads (orbax's asynchronous checkpointing, its futures' done
+  callbacks) can still finish during interpreter shutdown, after their event
+  loop closed; their "Event loop is closed" tracebacks (logged by
+  concurrent.futures or raised in the thread) would follow the user's one
+  line. They are noise at that point: what was written is already complete
+  (checkpoints are written atomically).
+  """
+  sys.stderr.flush()
+  logging.disable(logging.CRITICAL)
+  threading.excepthook = lambda args: None
