@@ -100,11 +100,9 @@ def run(main: Callable[[Sequence[str]], object], argv: list[str] | None = None,
       raise
     if _is_user_error(e):
       print(f"{prog}: error: {_message(e)}", file=sys.stderr)
-      _quiet_shutdown()
       sys.exit(2)
     print(f"{prog}: internal error: {type(e).__name__}: {_message(e)} "
           "(rerun with --debug for the traceback)", file=sys.stderr)
-    _quiet_shutdown()
     sys.exit(1)
 
 
@@ -126,30 +124,22 @@ def _filtering_closed_loops(main):
   a restore fails (a damaged checkpoint): the user's one error line follows."""
 
   def wrapped(argv):
-    for handler in logging.getLogger().handlers:
-      handler.addFilter(_ClosedLoopFilter())
+    handlers, closed = list(logging.getLogger().handlers), _ClosedLoopFilter()
     previous = threading.excepthook
 
     def hook(args):
       if not _is_closed_loop_noise(args.exc_value):
         previous(args)
 
+    for handler in handlers:
+      handler.addFilter(closed)
     threading.excepthook = hook
-    return main(argv)
+    try:
+      return main(argv)
+    finally:  # in-process callers (tests) get their logging back as it was
+      threading.excepthook = previous
+      for handler in handlers:
+        handler.removeFilter(closed)
 
   return wrapped
 
-
-def _quiet_shutdown() -> None:
-  """After the one error line: nothing more on stderr while the process exits.
-
-  Background threads (orbax's asynchronous checkpointing, its futures' done
-  callbacks) can still finish during interpreter shutdown, after their event
-  loop closed; their "Event loop is closed" tracebacks (logged by
-  concurrent.futures or raised in the thread) would follow the user's one
-  line. They are noise at that point: what was written is already complete
-  (checkpoints are written atomically).
-  """
-  sys.stderr.flush()
-  logging.disable(logging.CRITICAL)
-  threading.excepthook = lambda args: None
