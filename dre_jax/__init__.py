@@ -18,8 +18,18 @@ Where to find each part of the paper:
 * Datasets (CUB, ImageNet + boxes, Places365, Tux Paint composites): `dre_jax.data`.
 * The experiment config (defaults of Sec. 4.1, validation): `dre_jax.config`.
 * The two-stage training of Sec. 4.1, data parallelism, checkpoints:
-  `dre_jax.training` (CLI: `train.py`; evaluation: `evaluate.py`).
+  `dre_jax.training`.
+* The command-line tools (`dre-train`, `dre-evaluate`, `dre-explain`,
+  `dre-convert`): `dre_jax.cli`; the pip extras each feature needs:
+  `dre_jax.extras`.
 """
+
+import sys
+
+if sys.version_info < (3, 11):
+  sys.exit(f"dre_jax needs Python 3.11 or newer, this is "
+           f"{sys.version.split()[0]}: create the environment with python3.11 "
+           "(or newer) -m venv")
 
 __version__ = "0.1.0"
 

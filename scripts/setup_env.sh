@@ -1,28 +1,97 @@
 #!/usr/bin/env bash
-# Creates .venv (Python 3.11+) with dre_jax and the extras given as $1
-# (default "data"), and installs the Debian packages of the offline data
-# (Tux Paint photo cut-outs and backgrounds) when this is a root Debian machine.
-# Safe to run again: it only installs what is missing.
+# The environment of a checkout: the Tux Paint files of the offline data (photo
+# cut-outs and backgrounds), then .venv (Python 3.11+) with dre_jax, its
+# `train` extra and the extras given as $1 (default "data"); $PYTHON (default
+# python3) creates the venv.
+#
+#   bash scripts/setup_env.sh [EXTRAS]     both steps
+#   bash scripts/setup_env.sh --data-only  only the Tux Paint files
+#
+# Tux Paint (Debian packages tuxpaint-stamps-default and tuxpaint-data): nothing
+# to do when /usr/share/tuxpaint or data/tuxpaint/ has them; as root,
+# `apt-get install`; without root, `apt-get download` and `dpkg-deb -x` into
+# data/tuxpaint/, where dre_jax/data/tuxpaint_composites.py (LOCAL_DIR) finds
+# them. DRE_SETUP_NO_ROOT=1 takes the path without root whatever the user and
+# the system's files (a local copy). Safe to run again: it only installs what
+# is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+packages="tuxpaint-stamps-default tuxpaint-data"
+local_dir=data/tuxpaint  # tuxpaint_composites.LOCAL_DIR
+local_root="$local_dir/usr/share/tuxpaint"
+
+has_tuxpaint() {
+  [ -d "$1/stamps" ] && [ -d "$1/templates" ]
+}
+
+as_root() {
+  [ "$(id -u)" = 0 ] && [ "${DRE_SETUP_NO_ROOT:-0}" = 0 ]
+}
+
+# apt-get download as a user: the machine's package lists, else lists of our
+# own (apt-get update into a temporary directory needs no root either).
+download_debs() {
+  local dest="$1"
+  if (cd "$dest" && apt-get download $packages >/dev/null 2>&1); then
+    return 0
+  fi
+  echo "[setup] no package lists readable; apt-get update into a temporary directory"
+  local state="$dest/apt"
+  mkdir -p "$state/lists/partial" "$state/cache/archives/partial"
+  local opts=(-o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache"
+              -o "Debug::NoLocking=1" -o "APT::Sandbox::User=$(id -un)")
+  apt-get "${opts[@]}" update -qq >/dev/null
+  (cd "$dest" && apt-get "${opts[@]}" download $packages >/dev/null)
+}
+
+setup_tuxpaint() {
+  if has_tuxpaint "$local_root" || { [ "${DRE_SETUP_NO_ROOT:-0}" = 0 ] \
+      && has_tuxpaint /usr/share/tuxpaint; }; then
+    return 0
+  fi
+  if as_root && command -v apt-get >/dev/null; then
+    echo "[setup] apt-get install $packages (about 170 MB)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+    echo "[setup] warning: no apt-get/dpkg-deb for the Tux Paint data: install Tux Paint's stamps and data (tuxpaint.org) and set DRE_TUXPAINT_ROOT to its share/tuxpaint folder (with stamps/ and templates/)" >&2
+    return 0
+  fi
+  echo "[setup] without root: apt-get download $packages (about 170 MB)"
+  local tmp
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' RETURN
+  download_debs "$tmp"
+  echo "[setup] unpacking them with dpkg-deb -x into $local_dir/"
+  mkdir -p "$local_dir"
+  for deb in "$tmp"/*.deb; do
+    dpkg-deb -x "$deb" "$local_dir"
+  done
+  has_tuxpaint "$local_root" || {
+    echo "[setup] error: $local_root has no stamps/ and templates/ after unpacking" >&2
+    return 1
+  }
+  echo "[setup] Tux Paint files in $local_root"
+}
+
+setup_tuxpaint
+if [ "${1:-}" = "--data-only" ]; then
+  exit 0
+fi
 extras="${1:-data}"
 
-if [ ! -d /usr/share/tuxpaint/stamps ]; then
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    echo "[setup] apt-get install tuxpaint-stamps-default tuxpaint-data"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      tuxpaint-stamps-default tuxpaint-data >/dev/null
-  else
-    echo "[setup] warning: Tux Paint data missing and apt-get unavailable (not root?);"
-    echo "        run: sudo apt-get install -y tuxpaint-stamps-default tuxpaint-data"
-  fi
-fi
-
+python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
-  echo "[setup] creating .venv"
-  python3 -m venv .venv
+  if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "[setup] error: dre_jax needs Python 3.11 or newer, $python is $("$python" -V 2>&1): rerun with PYTHON=python3.11 (or newer)" >&2
+    exit 1
+  fi
+  echo "[setup] creating .venv with $python"
+  "$python" -m venv .venv
   .venv/bin/pip install -q --upgrade pip
 fi
-echo "[setup] pip install -e .[${extras}]"
-.venv/bin/pip install -q -e ".[${extras}]"
+echo "[setup] pip install -e .[train,${extras}] (TensorFlow, JAX, ...: a few minutes the first time)"
+.venv/bin/pip install -q -e ".[train,${extras}]"

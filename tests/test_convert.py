@@ -307,7 +307,7 @@ def test_save_load_roundtrip_and_errors(tmp_path, tiny_torch):
 def test_cli_end_to_end(tmp_path, tiny_torch):
   weights = _save(tiny_torch.state_dict(), tmp_path / "tiny.pth", "legacy")
   out = tmp_path / "converted"
-  command = [sys.executable, "-m", "dre_jax.models.convert", "--arch",
+  command = [sys.executable, "-m", "dre_jax.cli.convert", "--arch",
              "tiny_cnn", "--torch-weights", str(weights), "--out", str(out)]
   run = subprocess.run(command, capture_output=True, text=True, check=False)
   assert run.returncode == 0, run.stderr
@@ -329,7 +329,7 @@ def test_cli_end_to_end(tmp_path, tiny_torch):
 def _convert_cli(*args):
   return subprocess.run(
       [sys.executable, "-W", "error::RuntimeWarning", "-m",
-       "dre_jax.models.convert", *map(str, args)],
+       "dre_jax.cli.convert", *map(str, args)],
       capture_output=True, text=True, check=False,
       env={**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"})
 
@@ -337,7 +337,7 @@ def _convert_cli(*args):
 def _error_line(run):
   """The CLI's error: one line, no traceback (issue 9 item 11)."""
   lines = [l for l in run.stderr.splitlines()
-           if l.startswith("python -m dre_jax.models.convert: error:")]
+           if l.startswith("python -m dre_jax.cli.convert: error:")]
   assert run.returncode == 2, run.stderr
   assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
   return lines[0]

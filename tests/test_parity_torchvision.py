@@ -24,7 +24,7 @@ torchvision = pytest.importorskip("torchvision")
 from dre_jax import models  # noqa: E402
 from dre_jax.io import classifier_dir  # noqa: E402
 from dre_jax.io import torch_weights  # noqa: E402
-from dre_jax.models import convert  # noqa: E402
+from dre_jax.cli import convert  # noqa: E402
 from dre_jax.models import googlenet  # noqa: E402
 from dre_jax.models import layers  # noqa: E402
 
@@ -140,7 +140,7 @@ def test_matches_torchvision(arch, num_classes, torch_kwargs, flax_kwargs):
 
 
 def test_pth_file_through_cli(tmp_path):
-  """torch.save -> `python -m dre_jax.models.convert` -> load_classifier.
+  """torch.save -> `dre-convert` -> load_classifier.
 
   GoogLeNet with its auxiliary heads (in the file, skipped on import) and 200
   classes, which the CLI reads off the checkpoint.

@@ -7,6 +7,11 @@
 * `imagenet_boxes`: the ILSVRC2012 validation bounding-box XML reader.
 """
 
+from dre_jax import extras
+
+extras.require("dre_jax.data", "tensorflow", "tensorflow_datasets")
+
+# pylint: disable=wrong-import-position
 from dre_jax.data.pipelines import DatasetNotPreparedError
 from dre_jax.data.pipelines import local_batch_size
 from dre_jax.data.pipelines import make_dataset

@@ -10,6 +10,9 @@ Install the source files (about 15 s):
 
     apt-get update && apt-get install -y tuxpaint-stamps-default tuxpaint-data
 
+or, without root, `bash scripts/setup_env.sh` (`apt-get download` and
+`dpkg-deb -x` of the same two packages into the checkout's `data/tuxpaint/`).
+
 Build (TFDS 4.9.10's `tfds build` command needs apache_beam, so use Python):
 
     python -m dre_jax.data.tuxpaint_composites --configs=coarse_224 \
@@ -21,7 +24,8 @@ or on first use:
     from dre_jax.data import tuxpaint_composites  # registers the builder
     ds = tfds.load("tuxpaint_composites/coarse_224", split="test")
 
-The files are read from `/usr/share/tuxpaint`; another root (a tree with
+The files are read from `/usr/share/tuxpaint`, else from the unpacked
+packages under `data/tuxpaint/` (`LOCAL_ROOT`); another root (a tree with
 `stamps/` and `templates/`) can be given with the builder argument
 `tfds.builder(..., tuxpaint_root=...)` or the environment variable
 `DRE_TUXPAINT_ROOT`. The root is not part of the config: build different roots
@@ -161,6 +165,11 @@ import tensorflow_datasets as tfds
 
 ROOT_ENV = "DRE_TUXPAINT_ROOT"
 DEFAULT_ROOT = "/usr/share/tuxpaint"
+# Where scripts/setup_env.sh unpacks the packages without root (`dpkg-deb -x`
+# into the checkout's data/tuxpaint/), and the root inside it.
+LOCAL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "data", "tuxpaint")
+LOCAL_ROOT = os.path.join(LOCAL_DIR, "usr", "share", "tuxpaint")
 APT_COMMAND = (
     "apt-get update && apt-get install -y tuxpaint-stamps-default tuxpaint-data")
 
@@ -267,15 +276,26 @@ class Stamp:
   mirrorable: bool
 
 
+def _is_root(path: str) -> bool:
+  return all(os.path.isdir(os.path.join(path, sub))
+             for sub in ("stamps", "templates"))
+
+
 def resolve_root(root: str | os.PathLike | None = None) -> str:
-  """The Tux Paint root: `root`, else $DRE_TUXPAINT_ROOT, else DEFAULT_ROOT."""
-  root = os.fspath(root or os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
+  """The Tux Paint root: `root`, else $DRE_TUXPAINT_ROOT, else DEFAULT_ROOT
+  where it is installed, else LOCAL_ROOT (the packages unpacked without root)."""
+  root = os.fspath(root or os.environ.get(ROOT_ENV) or "")
+  if not root:
+    root = next((r for r in (DEFAULT_ROOT, LOCAL_ROOT) if _is_root(r)),
+                DEFAULT_ROOT)
   for sub in ("stamps", "templates"):
     if not os.path.isdir(os.path.join(root, sub)):
       raise FileNotFoundError(
           f"No Tux Paint {sub}/ folder under {root!r}. Install the files with "
-          f"`{APT_COMMAND}`, or point ${ROOT_ENV} (or the builder argument "
-          "tuxpaint_root) at a tree with stamps/ and templates/.")
+          f"`{APT_COMMAND}`, or without root with `bash scripts/setup_env.sh` "
+          f"(unpacks them into {LOCAL_DIR}), or point ${ROOT_ENV} (or the "
+          "builder argument tuxpaint_root) at a tree with stamps/ and "
+          "templates/.")
   return root
 
 
@@ -721,7 +741,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--data_dir", default=None,
                       help="TFDS data dir (default: TFDS's)")
   parser.add_argument("--tuxpaint_root", default=None,
-                      help=f"default: ${ROOT_ENV} or {DEFAULT_ROOT}")
+                      help=f"default: ${ROOT_ENV}, else {DEFAULT_ROOT}, "
+                      f"else {LOCAL_ROOT}")
   args = parser.parse_args(argv)
   for name in args.configs.split(","):
     start = time.perf_counter()

@@ -7,7 +7,7 @@
 `classifier.json` marks the directory complete: it is written (atomically)
 only after the variables are, so a directory without it is an interrupted
 write, which `save_classifier` replaces and `load_classifier` refuses with the
-repair. `python -m dre_jax.models.convert` and `train.py` (workdir/classifier)
+repair. `dre-convert` (`dre_jax.cli.convert`) and `dre-train` (workdir/classifier)
 write it; `load_classifier` reads it back as a `dre_jax.classifier.Classifier`.
 """
 
@@ -72,7 +72,7 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
   if not os.path.isfile(meta_path):
     raise FileNotFoundError(
         f"{directory} is not a classifier directory (no {METADATA_FILE}); "
-        "write one with `python -m dre_jax.models.convert`")
+        "write one with `dre-convert`")
   try:
     with open(meta_path) as f:
       meta = json.load(f)

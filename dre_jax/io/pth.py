@@ -314,8 +314,8 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None
   if nested:
     raise CheckpointFormatError(
         path, f"{where} nests dicts under {nested}; pick the one that holds "
-        f"the weights: --state-dict-key={nested[0]} (python -m "
-        f"dre_jax.models.convert) or load_state_dict(path, key="
+        f"the weights: --state-dict-key={nested[0]} (dre-convert) or "
+        f"load_state_dict(path, key="
         f"{nested[0]!r})")
   others = {k: type(v).__name__ for k, v in tree.items()
             if not isinstance(v, np.ndarray)}

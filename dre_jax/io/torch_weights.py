@@ -4,7 +4,7 @@
 architecture to its PyTorch key (`ClassifierSpec.torch_key`) and transposes
 kernels to Flax's layout; the state_dict comes from a `torch.save` file read
 without torch (`dre_jax.io.pth.load_state_dict`). The command line
-`python -m dre_jax.models.convert` writes the result as a classifier directory
+`dre-convert` (`dre_jax.cli.convert`) writes the result as a classifier directory
 (`dre_jax.io.classifier_dir`).
 
 Checkpoints of a model wrapped in `nn.DataParallel` or DDP prefix every key

@@ -10,4 +10,9 @@ The config is `dre_jax.config`; what training writes is read back by
 `dre_jax.io` (`load_estimator(workdir)`), which imports nothing from here.
 """
 
+from dre_jax import extras
+
+extras.require("training", *extras.TRAIN_MODULES)
+
+# pylint: disable=wrong-import-position
 from dre_jax.training.trainer import train_and_evaluate

@@ -1,4 +1,12 @@
-"""The command-line layer shared by train.py, evaluate.py, explain.py and the converter.
+"""The command-line tools, and the layer they share.
+
+Installed as console scripts (`pip install .`); the top-level scripts of a
+source checkout run the same code:
+
+    dre-train     (python train.py)      `dre_jax.cli.train`
+    dre-evaluate  (python evaluate.py)   `dre_jax.cli.evaluate`
+    dre-explain   (python explain.py)    `dre_jax.cli.explain`
+    dre-convert   (python -m dre_jax.cli.convert)   `dre_jax.cli.convert`
 
 `run(main)` is `absl.app.run(main)` where a user's mistake (a bad flag, a mistyped
 config field, a missing file, an invalid value) ends with one line
@@ -7,9 +15,17 @@ config field, a missing file, an invalid value) ends with one line
 
 on stderr and exit status 2, instead of a Python traceback. The library raises
 ordinary exceptions with messages that name the problem and the fix; this module
-only prints them. `--debug` (or the environment variable DRE_JAX_DEBUG=1) shows
-the full traceback instead. An unexpected error (a bug) is also one line, with
-its type, and exit status 1.
+only prints them. A missing optional dependency is one line naming the pip extra
+that installs it (`dre_jax.extras`). `--debug` (or the environment variable
+DRE_JAX_DEBUG=1) shows the full traceback instead. An unexpected error (a bug)
+is also one line, with its type, and exit status 1.
+
+Configs. The experiment configs live in the checkout's `configs/` and are
+installed with the package as `dre_jax/configs/` (in the source tree a link to
+`../configs`, so both are the same files). `--config` takes a path, as
+`--config=configs/cub_resnet.py`, or the name of an installed config, as
+`--config=quickstart` or `--config=cub_resnet:runlocal`; a file of that name
+in the working directory comes first (`config_path`).
 """
 
 from __future__ import annotations
@@ -24,6 +40,11 @@ from typing import Callable, Sequence
 
 from absl import app
 from absl import flags
+
+from dre_jax import extras
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "configs")
 
 # What a user's mistake raises: bad values, missing or damaged files, unknown names.
 USER_ERRORS = (ValueError, TypeError, KeyError, OSError, flags.Error,
@@ -59,9 +80,76 @@ def _message(error: BaseException) -> str:
 
 
 def _is_user_error(error: BaseException) -> bool:
+  if isinstance(error, ModuleNotFoundError):  # an optional dependency
+    return extras.install_hint(error.name) is not None
   if isinstance(error, AttributeError):  # only ml_collections' unknown field
     return "Did you mean" in str(error) or "ConfigDict" in str(error)
   return isinstance(error, (UserError, *USER_ERRORS))
+
+
+def _missing_module_message(error: ModuleNotFoundError) -> str:
+  """`extras.require`'s line as it is; Python's own with the extra to install."""
+  text = _message(error)
+  if "pip install" in text:
+    return text
+  return f"{text}: {extras.install_hint(error.name)}"
+
+
+def config_names() -> list[str]:
+  """The installed configs' names (`CONFIG_DIR`), for --config=NAME."""
+  if not os.path.isdir(CONFIG_DIR):
+    return []
+  return sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
+                if f.endswith(".py") and not f.startswith("_"))
+
+
+def config_path(value: str) -> str:
+  """A --config value with an installed config's name replaced by its path.
+
+  `quickstart`, `quickstart.py` and `cub_resnet:runlocal` name installed
+  configs; a path, or a file of that name in the working directory, is kept.
+  A bare name that is neither is a UserError listing the installed names.
+  """
+  path, colon, arg = value.partition(":")
+  if os.path.isfile(path) or os.sep in path or "/" in path:
+    return value
+  name = path[:-3] if path.endswith(".py") else path
+  if name in config_names():
+    return os.path.join(CONFIG_DIR, name + ".py") + colon + arg
+  raise UserError(f"--config={value}: no file {path!r} and no installed "
+                  f"config of that name; give a path (configs/{name}.py) or "
+                  f"one of: {', '.join(config_names())}")
+
+
+def with_config_paths(argv: list[str]) -> list[str]:
+  """argv with `--config=NAME` (or `--config NAME`) as the config's path.
+
+  The overrides (`--config.dre.epochs=3`) are kept as they are.
+  """
+  out = list(argv)
+  for i, arg in enumerate(out):
+    if i == 0:
+      continue
+    if arg == "--":
+      break
+    for prefix in ("--config=", "-config="):
+      if arg.startswith(prefix):
+        out[i] = prefix + config_path(arg[len(prefix):])
+    if arg in ("--config", "-config") and i + 1 < len(out):
+      out[i + 1] = config_path(out[i + 1])
+  return out
+
+
+def _adopt_module(main: Callable, argv0: str) -> None:
+  """main's module's flags and docstring become the program's (argv[0]), so
+  that --help and --helpshort show them under a console script or a wrapper."""
+  module = getattr(main, "__module__", None)
+  if not module or module == "__main__":
+    return  # absl files __main__'s flags under argv[0] already
+  for flag in flags.FLAGS.get_key_flags_for_module(module):
+    flags.FLAGS.register_key_flag_for_module(argv0, flag)
+  if "__main__" in sys.modules:  # absl's usage text is __main__'s docstring
+    sys.modules["__main__"].__doc__ = sys.modules[module].__doc__
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -77,16 +165,22 @@ def run(main: Callable[[Sequence[str]], object], argv: list[str] | None = None,
 
   absl_flags=False: `main(argv[1:])` parses its arguments itself (argparse);
   only the errors are handled here. prog: the name errors start with
-  (default: the script's file name).
+  (default: the script's file name). A `--config` flag (ml_collections'
+  config_flags) also takes an installed config's name (`with_config_paths`).
   """
   argv = list(sys.argv if argv is None else argv)
   debug = "--debug" in argv or os.environ.get("DRE_JAX_DEBUG", "") not in ("", "0")
   argv = [a for a in argv if a != "--debug"]
   prog = prog or (os.path.basename(argv[0]) if argv else "dre_jax")
+  if absl_flags and argv:
+    _adopt_module(main, argv[0])
   if not debug:
     main = _filtering_closed_loops(main)
+  saved_argv = sys.argv
   try:
     if absl_flags:
+      if "config" in flags.FLAGS:  # config_flags reads its overrides off sys.argv
+        argv = sys.argv = with_config_paths(argv)
       app.run(main, argv=argv, flags_parser=_parse_flags)
     else:
       main(argv[1:])
@@ -99,11 +193,15 @@ def run(main: Callable[[Sequence[str]], object], argv: list[str] | None = None,
     if debug:
       raise
     if _is_user_error(e):
-      print(f"{prog}: error: {_message(e)}", file=sys.stderr)
+      message = (_missing_module_message(e) if isinstance(e, ModuleNotFoundError)
+                 else _message(e))
+      print(f"{prog}: error: {message}", file=sys.stderr)
       sys.exit(2)
     print(f"{prog}: internal error: {type(e).__name__}: {_message(e)} "
           "(rerun with --debug for the traceback)", file=sys.stderr)
     sys.exit(1)
+  finally:
+    sys.argv = saved_argv
 
 
 def _is_closed_loop_noise(exc) -> bool:

@@ -1,9 +1,11 @@
-"""Converts torchvision-layout weights into a classifier directory.
+"""`dre-convert`: converts torchvision-layout weights into a classifier directory.
 
-    python -m dre_jax.models.convert --arch resnet50 \
-        --torch-weights resnet50.pth --out weights/resnet50 [--num-classes 200]
+    dre-convert --arch resnet50 --torch-weights resnet50.pth \
+        --out weights/resnet50 [--num-classes 200]
 
-reads a `torch.save` file without torch (`dre_jax.io.pth`), maps every Flax
+(from a source checkout without installing: `python -m dre_jax.cli.convert`)
+
+It reads a `torch.save` file without torch (`dre_jax.io.pth`), maps every Flax
 variable of the registered architecture to its PyTorch key and writes a
 classifier directory (`dre_jax.io.classifier_dir`) that training
 (`--config.model.checkpoint=weights/resnet50`) and `dre_jax.io.load_classifier`
@@ -26,9 +28,9 @@ from dre_jax.io import torch_weights
 from dre_jax.models import registry
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str = "dre-convert") -> None:
   parser = argparse.ArgumentParser(
-      prog="python -m dre_jax.models.convert", description=__doc__,
+      prog=prog, description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--arch", required=True, choices=registry.names())
   parser.add_argument("--torch-weights", required=True,
@@ -57,5 +59,10 @@ def main(argv: list[str] | None = None) -> None:
         f"parameters, from {args.torch_weights}")
 
 
+def run(prog: str = "dre-convert") -> None:
+  """The console script: `main` on sys.argv; errors start with `prog`."""
+  cli.run(lambda argv: main(argv, prog), absl_flags=False, prog=prog)
+
+
 if __name__ == "__main__":
-  cli.run(main, absl_flags=False, prog="python -m dre_jax.models.convert")
+  run("python -m dre_jax.cli.convert")

@@ -1,0 +1,146 @@
+r"""`dre-evaluate` (`python evaluate.py`): the paper's comparison (Sec. 4) on a trained workdir.
+
+Every explainer, Tables 2-5, figures:
+
+    dre-evaluate --workdir=runs/cub_resnet                 # its config.json
+    dre-evaluate --config=configs/cub_resnet.py --workdir=runs/cub_resnet \
+        --config.eval.num_images=2000 --methods=dre,gcam,gcam++,vgrad
+    dre-evaluate --workdir=runs/imagenet_resnet,runs/imagenet_vgg,...   # one
+        column per classifier in the combined tables (--compare_dir)
+
+Runs the protocol of `dre_jax.evaluation` (the same seeded sample of the
+evaluation split for every method, the explained class t = the classifier's
+prediction, M_F of Eq. 10 raw and normalised across methods, M_E of Eq. 11
+where the dataset has boxes, the maps' skewness, seconds per image) and writes
+`<workdir>/eval/`: results.json, tables.md, per_image.npz, figures/ (all
+replaced together). Killed at any point, the same command resumes where it
+stopped and ends with the same numbers. `--max_shards=K` stops after K shards
+and writes `<workdir>/eval_partial/` instead, never replacing `eval/`.
+
+The config is the workdir's config.json unless --config is given
+(`dre_jax.evaluation.workdir_config`); the image size is the one the estimator
+was trained at (--image_size overrides). Runs on every device; multi-host as
+dre-train (--coordinator_address, --num_processes, --process_id, or a detected
+TPU pod / SLURM / Open MPI job). Needs the `train` extra (TensorFlow, TFDS).
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from dre_jax import cli
+from dre_jax import parallel
+from dre_jax.evaluation import config as eval_config
+from dre_jax.evaluation import workdir_config
+from dre_jax.io import workdir as workdir_lib
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "The experiment config: a file (configs/*.py) or an "
+    "installed config's name; default: the workdir's config.json.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_list(
+    "workdir", None, "What train.py trained; several (comma-separated) give one "
+    "column each in the combined tables.")
+_METHODS = flags.DEFINE_string(
+    "methods", None, "Explainers, e.g. dre,gcam,vgrad (config.eval.methods; "
+    "default all that the workdir can run).")
+_NUM_IMAGES = flags.DEFINE_integer(
+    "num_images", None, "The sample's size (config.eval.num_images; 0 = the "
+    "whole split).")
+_SPLIT = flags.DEFINE_string("split", None, "Split (config.eval.split).")
+_MGNET = flags.DEFINE_string("mgnet_workdir", None,
+                             "MGnet's workdir (config.eval.mgnet_workdir).")
+_BOXES = flags.DEFINE_string(
+    "boxes_dir", None, "ImageNet's validation box XMLs for M_E "
+    "(config.dataset.boxes_dir).")
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", None, "Evaluate at this size (default: the estimator's).")
+_MAX_SHARDS = flags.DEFINE_integer(
+    "max_shards", None, "Stop after this many shards (a partial result in "
+    "eval_partial/).")
+_COMPARE_DIR = flags.DEFINE_string(
+    "compare_dir", None, "With several workdirs: where the combined tables.md "
+    "and workdirs.png go (default: <parent of the first>/comparison).")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show the progress bar.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", "", "host:port of process 0 (multi-process runs "
+    "outside TPU pods/SLURM).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def _summary_line(results) -> str:
+  """The quickstart's line: N images, DRE's (or the first method's) metrics."""
+  methods = results["methods"]
+  name = "dre" if "dre" in methods else next(iter(methods))
+  m = methods[name]
+  summary = {k: round(m[k], 2) for k in ("faithfulness", "explainability",
+                                         "skewness") if m[k] is not None}
+  who = "" if name == "dre" else f" ({name})"
+  return (f"[evaluate] {results['num_images']} images of {results['dataset']}/"
+          f"{results['split']}{who}: {json.dumps(summary)}")
+
+
+def _print_methods(results) -> None:
+  print(f"[evaluate] {'method':<10} {'M_F':>7} {'M_F norm':>8} {'M_E':>7} "
+        f"{'skew':>6} {'s/img':>8}")
+  fmt = lambda v, w, d=2: f"{v:>{w}.{d}f}" if v is not None else f"{'-':>{w}}"  # noqa: E731
+  for name, m in results["methods"].items():
+    print(f"[evaluate] {name:<10} {fmt(m['faithfulness'], 7)} "
+          f"{fmt(m['faithfulness_normalised'], 8)} {fmt(m['explainability'], 7)} "
+          f"{fmt(m['skewness'], 6)} {fmt(m['seconds_per_image'], 8, 4)}")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # orbax and TFDS INFO lines
+  parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  workdirs = [workdir_lib.resolve(w) for w in _WORKDIR.value]
+  configs = []
+  for workdir in workdirs:
+    config = workdir_config.for_workdir(
+        workdir, _CONFIG.value, methods=_METHODS.value,
+        num_images=_NUM_IMAGES.value, split=_SPLIT.value,
+        mgnet_workdir=_MGNET.value, boxes_dir=_BOXES.value)
+    if _CONFIG.value is not None:
+      for note in workdir_config.differences(workdir, config):
+        print(f"[evaluate] note: {note}")
+    configs.append(config)
+  for config in configs:  # a mistake stops the run before any work
+    eval_config.validate(config.eval)
+  from dre_jax.evaluation import runner  # pylint: disable=import-outside-toplevel
+  all_results = []
+  for workdir, config in zip(workdirs, configs):
+    results = runner.evaluate_workdir(
+        workdir, config, max_shards=_MAX_SHARDS.value,
+        image_size=_IMAGE_SIZE.value, progress=_PROGRESS.value)
+    all_results.append(results)
+    if jax.process_index() != 0:
+      continue
+    _print_methods(results)
+    print(_summary_line(results))
+    if "report" in results:
+      print(f"[evaluate] wrote {results['report']}/ (results.json, tables.md, "
+            "per_image.npz, figures/)")
+  if len(workdirs) > 1 and all_results and "report" in all_results[0]:
+    from dre_jax.evaluation import compare  # pylint: disable=import-outside-toplevel
+    out = _COMPARE_DIR.value or os.path.join(os.path.dirname(workdirs[0]),
+                                             "comparison")
+    for path in compare.write(workdirs, all_results, workdir_lib.resolve(out)):
+      print(f"[evaluate] wrote {path}")
+
+
+def run() -> None:
+  """The console script: `main` on sys.argv."""
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()
