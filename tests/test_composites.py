@@ -399,7 +399,9 @@ def test_holdout_needs_two_objects_per_class(tree):
     tc.split_objects(one_bird, "coarse", holdout=True)
 
 
-REAL_ROOT = tc.DEFAULT_ROOT
+# The installed tree, else the one scripts/setup_env.sh unpacked without root.
+REAL_ROOT = next((r for r in (tc.DEFAULT_ROOT, tc.LOCAL_ROOT)
+                  if os.path.isdir(os.path.join(r, "stamps"))), tc.DEFAULT_ROOT)
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(REAL_ROOT, "stamps")),
@@ -424,3 +426,44 @@ def test_real_tux_paint_tree(tmp_path):
     assert meta["objects"]["train"][names[ex["label"]]].count(
         _stamp_of(ex)) == 1
     assert ex["segmentation_mask"].max() == 255
+
+
+SETUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                     "scripts", "setup_env.sh")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("apt-get") and shutil.which("dpkg-deb")),
+                    reason="needs apt-get and dpkg-deb (Debian/Ubuntu)")
+def test_setup_without_root_unpacks_what_the_builder_reads(tmp_path,
+                                                           monkeypatch):
+  """setup_env.sh's data step with the root check off (DRE_SETUP_NO_ROOT=1):
+  apt-get download + dpkg-deb -x into the checkout's data/tuxpaint/, the
+  builder's default root there; a second run does nothing."""
+  checkout = tmp_path / "checkout"
+  (checkout / "scripts").mkdir(parents=True)
+  shutil.copy(SETUP, checkout / "scripts")
+
+  def setup():
+    return subprocess.run(
+        ["bash", str(checkout / "scripts" / "setup_env.sh"), "--data-only"],
+        env={**os.environ, "DRE_SETUP_NO_ROOT": "1"}, capture_output=True,
+        text=True, timeout=1200, check=False)
+
+  result = setup()
+  assert result.returncode == 0, result.stderr
+  assert "apt-get download" in result.stdout
+  assert "dpkg-deb -x" in result.stdout
+  # Where the builder looks in a checkout, moved to this copy of one.
+  repo = os.path.dirname(os.path.dirname(SETUP))
+  local_root = str(checkout / os.path.relpath(tc.LOCAL_ROOT, repo))
+  monkeypatch.setattr(tc, "DEFAULT_ROOT", str(tmp_path / "not_installed"))
+  monkeypatch.setattr(tc, "LOCAL_ROOT", local_root)
+  monkeypatch.delenv(tc.ROOT_ENV, raising=False)
+  assert tc.resolve_root() == local_root
+  _, counts = tc.scan_stamps(local_root)
+  assert 250 <= counts["kept"], counts
+  backgrounds, _ = tc.load_backgrounds(local_root)
+  assert len(backgrounds) == 17
+  again = setup()
+  assert again.returncode == 0 and again.stdout == "", again.stdout
