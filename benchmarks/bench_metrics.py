@@ -128,7 +128,7 @@ def main():
     lines += [f"| {r['arch']} | {r['size']} | {r['batch']} | {r['forward_img_s']:.2f} "
               f"| {r['mf_s_per_image']:.3f} | {r['ratio']:.3f} | "
               f"{'met' if r['target_met'] else 'missed'} |" for r in rows]
-    title = "# M_F against 33 bare classifier forwards (issue 11)"
+    title = "# M_F against 33 bare classifier forwards"
   else:
     rows = [memory(int(n), args.data_dir) for n in args.images.split(",")]
     lines += ["| images | peak RSS (MiB) |", "|---|---|"]
@@ -136,7 +136,7 @@ def main():
     spread = max(r["peak_rss_mib"] for r in rows) / min(r["peak_rss_mib"] for r in rows)
     lines += ["", f"largest / smallest peak: {spread:.3f} (target <= 1.10: "
               f"{'met' if spread <= 1.10 else 'missed'})"]
-    title = "# Evaluation memory against the number of images (issue 11)"
+    title = "# Evaluation memory against the number of images"
   text = "\n".join([title, "", *lines, ""])
   print(text)
   common.write_atomic(args.out or os.path.join(

@@ -35,7 +35,7 @@ about 65 min for DRE); on one H200 GPU the 224-px DRE run took 80 s
 Should reach (measured, size=128): a stage-2 loss falling from 8.4 to about
 3.5 (the classifier's accuracy against t on the perturbed images 0.36, mask
 mean 0.29); on 96 seeded test composites M_F 36.3, M_E 71.2, skewness 0.23
-(the ten-method table: README, results section). At 224 px on the GPU: M_F
+(the ten-method table: docs/results.md). At 224 px on the GPU: M_F
 24.3, M_E 74.9 on the 1,000 test composites (results/gpu.md).
 """
 

@@ -1,4 +1,4 @@
-r"""The README's results table from an evaluate.py report (issue 13).
+r"""The results tables of docs/results.md from an evaluate.py report.
 
     python scripts/reference_table.py runs/lite0_128/eval/results.json
 

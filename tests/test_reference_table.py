@@ -1,4 +1,4 @@
-"""scripts/reference_table.py: the README's results table from results.json."""
+"""scripts/reference_table.py: the results tables of docs/results.md from results.json."""
 
 import importlib.util
 import os
