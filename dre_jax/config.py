@@ -41,7 +41,9 @@ STAGES = ("classifier", "embeddings", "dre")
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step")
 DTYPES = ("float32", "bfloat16")
-OBJECTIVES = ("dre", "mgnet")  # `dre_jax.training.objectives`
+# The stage-2 objectives (`config.dre.objective`), each `<name>_objective` of
+# `dre_jax.training.objectives`.
+OBJECTIVES = ("dre", "mgnet")
 # Fields that moved, old name -> new name (config.json of older workdirs).
 MOVED = {f"dre.{k}": f"generator.{k}" for k in ("upsample", "widths", "eta", "h")}
 
@@ -106,7 +108,7 @@ def default_config() -> ConfigDict:
   c.dre.learning_rate = 1e-2
   c.dre.lr_halve_every_epochs = 3
   # The stage-2 loss, by name (`dre_jax.training.objectives`): "dre" is Eq. 9,
-  # "mgnet" Dabkowski & Gal's Eq. 2 (`dre_jax.explainers.mgnet`).
+  # "mgnet" Dabkowski & Gal's Eq. 2 (`objectives.mgnet_objective`).
   c.dre.objective = "dre"
   # Sec. 4.4.3: Eq. 2's terms added to Eq. 9, weighted (0 = off, the paper's
   # DRE): area lambda_av, smoothness lambda_tv, background lambda_bg.

@@ -21,7 +21,7 @@ import pytest
 from dre_jax import explainers
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
-from dre_jax.explainers import cam, gradients, inversion, mgnet, perturbation
+from dre_jax.explainers import cam, gradients, inversion, perturbation
 
 SIZE = 64
 ZERO_CLASS = 9  # its logit ignores the image: a target whose gradient is zero
@@ -349,14 +349,15 @@ def test_finv_objectives_decrease(classifier, batch):
 
 
 def test_mgnet_objective_terms():
+  from dre_jax.training import objectives
   masks = jnp.array([[[0., 1.], [1., 1.]]])
   # squared neighbour differences: rows 1 + 0, columns 1 + 0 = 2; squared border
   # values: top row 0 + 1, bottom 1 + 1, left column 0 + 1, right 1 + 1 = 6
-  assert float(mgnet.smoothness_loss(masks)) == pytest.approx((2 + 0.3 * 6) / 2)
+  assert float(objectives.mgnet_smoothness(masks)) == pytest.approx((2 + 0.3 * 6) / 2)
   logits = jnp.array([[3., 1., 0.], [0., 2., 2.5]])
   t = jnp.array([0, 1])
-  np.testing.assert_allclose(mgnet.cw_margin(logits, t, 1.0, True), [0.0, 1.5])
-  np.testing.assert_allclose(mgnet.cw_margin(logits, t, 5.0, False), [7.0, 4.5])
+  np.testing.assert_allclose(objectives.cw_margin(logits, t, 1.0, True), [0.0, 1.5])
+  np.testing.assert_allclose(objectives.cw_margin(logits, t, 5.0, False), [7.0, 4.5])
 
 
 def test_mgnet_trains_through_the_trainer_and_its_masks_follow_the_target(
@@ -368,7 +369,7 @@ def test_mgnet_trains_through_the_trainer_and_its_masks_follow_the_target(
   from dre_jax.training import objectives, optimizers, steps
   config = config_lib.default_config()
   config.dre.objective = "mgnet"
-  assert objectives.get("mgnet") is mgnet.loss
+  assert objectives.get("mgnet") is objectives.mgnet_objective
   dre, variables = generator
   tx, schedule = optimizers.dre_optimizer(config.dre, steps_per_epoch=100)
   state = steps.TrainState.start(variables["params"], variables["batch_stats"], tx)
@@ -393,6 +394,7 @@ def test_mgnet_trains_through_the_trainer_and_its_masks_follow_the_target(
 
 def test_mgnet_config_switches_the_objective():
   import importlib.util
+  from dre_jax.training import objectives
   path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       "configs", "mgnet.py")
   spec = importlib.util.spec_from_file_location("mgnet_config", path)
@@ -400,9 +402,9 @@ def test_mgnet_config_switches_the_objective():
   spec.loader.exec_module(module)
   config = module.get_config("base=quickstart,runlocal")
   assert config.dre.objective == "mgnet" and config.model.name == "efficientnet_lite0"
-  assert mgnet.settings(config) == mgnet.DEFAULTS
+  assert objectives.mgnet_settings(config) == objectives.MGNET_DEFAULTS
   config.mgnet.area_weight = 4.0
-  assert mgnet.settings(config)["area_weight"] == 4.0
+  assert objectives.mgnet_settings(config)["area_weight"] == 4.0
   with pytest.raises(ValueError, match="base='nope' is not a config"):
     module.get_config("base=nope")
 

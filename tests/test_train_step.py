@@ -345,5 +345,7 @@ def test_constraints_add_the_eq2_terms_to_eq9(batch):
 
 def test_objectives_are_looked_up_by_name():
   assert objectives.get("dre") is objectives.dre_objective
+  for name in config_lib.OBJECTIVES:  # the one list: each has its function
+    assert callable(objectives.get(name)), name
   with pytest.raises(ValueError, match="unknown stage-2 objective 'mse'.*dre"):
     objectives.get("mse")
