@@ -26,13 +26,9 @@ from dre_jax import validation
 from dre_jax.classifier import Classifier
 from dre_jax.generator import MaskGenerator, class_embeddings, embedding_loss
 from dre_jax.models import registry
+from dre_jax.resize import upsample_masks
 
 Variables = Any
-
-
-def upsample_masks(z: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
-  """Bilinear upsampling [N, h, w] -> [N, H, W] (PyTorch align_corners=False)."""
-  return jax.image.resize(z, (z.shape[0], *size), "bilinear")
 
 
 @dataclasses.dataclass(frozen=True)

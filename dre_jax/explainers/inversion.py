@@ -29,9 +29,9 @@ import optax
 
 from dre_jax import perturbation as dre_perturbation
 from dre_jax.classifier import Classifier
-from dre_jax.estimator import upsample_masks
 from dre_jax.explainers import registry
 from dre_jax.explainers.perturbation import background_fn, map_images, probability
+from dre_jax.resize import upsample_masks
 
 
 def normalise(m: jnp.ndarray) -> jnp.ndarray:
