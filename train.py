@@ -21,8 +21,8 @@ from ml_collections import config_flags
 from dre_jax import cli
 
 from dre_jax import config as config_lib
+from dre_jax import parallel
 from dre_jax.io import workdir as workdir_lib
-from dre_jax.training import parallel
 from dre_jax.training import trainer
 
 _CONFIG = config_flags.DEFINE_config_file(

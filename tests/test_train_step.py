@@ -21,6 +21,7 @@ import tensorflow_datasets as tfds
 
 from dre_jax import config as config_lib
 from dre_jax import models
+from dre_jax import parallel
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.perturbation import BackgroundConfig
@@ -28,7 +29,6 @@ from dre_jax.io import classifier_dir
 from dre_jax.training import input as input_lib
 from dre_jax.training import objectives
 from dre_jax.training import optimizers
-from dre_jax.training import parallel
 from dre_jax.training import stages
 from dre_jax.training import steps
 from dre_jax.training import trainer
