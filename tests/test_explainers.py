@@ -21,7 +21,7 @@ import pytest
 from dre_jax import explainers
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
-from dre_jax.explainers import cam, gradients, inversion, perturbation
+from dre_jax.explainers import cam, gradients, inversion, mask_optimisation
 
 SIZE = 64
 ZERO_CLASS = 9  # its logit ignores the image: a target whose gradient is zero
@@ -250,7 +250,7 @@ def test_grad_cam_pp_on_a_linear_head(classifier, batch):
 def test_mpert_lowers_its_objective(classifier, batch):
   images, target = batch
   _, history = jax.jit(functools.partial(
-      perturbation.optimize_mpert, iterations=40, jitter=0))(
+      mask_optimisation.optimize_mpert, iterations=40, jitter=0))(
           classifier, images[:1], target[:1], jax.random.key(0))
   history = np.asarray(history[:, 0])
   # m starts at 1 (nothing deleted, no L1/TV cost): the objective is f_t(I).
@@ -265,7 +265,7 @@ def test_xpert_meets_its_areas_and_lowers_its_objective(classifier, batch):
       # 7 / 21 px on a 64-px image: a param moves 12x more pixels than at
       # 224 px, so the areas are met in 80 iterations (the scaled defaults
       # move as many as at 224 px and need the paper's 300).
-      perturbation.optimize_xpert, areas=areas, iterations=80, step=7,
+      mask_optimisation.optimize_xpert, areas=areas, iterations=80, step=7,
       sigma=21.0))(
           classifier, images[:1], target[:1], jax.random.key(0))
   # Eq. 5's area is the mask canvas's (the image and TorchRay's margin).
@@ -302,7 +302,7 @@ def test_xpert_spends_no_area_on_the_image_border():
   ring = np.ones((size, size), bool)
   ring[6:-6, 6:-6] = False
   for scale in (0.0, 1.0):
-    masks, _ = perturbation.optimize_xpert(
+    masks, _ = mask_optimisation.optimize_xpert(
         _BoxReward(x, jnp.asarray(box), scale), x, jnp.zeros((1,), jnp.int32),
         jax.random.key(0), areas=(0.05, 0.2), iterations=150, jitter=False)
     s = np.asarray(masks[0].sum(0))
@@ -312,25 +312,25 @@ def test_xpert_spends_no_area_on_the_image_border():
 
 
 def test_xpert_smoothing_is_torchrays_at_224_and_scales_with_the_side():
-  assert perturbation.xpert_smoothing((224, 224)) == (7, 21.0)
-  assert perturbation.xpert_smoothing((128, 160)) == (4, 12.0)
-  assert perturbation.xpert_smoothing((96, 96)) == (3, 9.0)
-  assert perturbation.xpert_smoothing((96, 96), step=7, sigma=21.0) == (7, 21.0)
+  assert mask_optimisation.xpert_smoothing((224, 224)) == (7, 21.0)
+  assert mask_optimisation.xpert_smoothing((128, 160)) == (4, 12.0)
+  assert mask_optimisation.xpert_smoothing((96, 96)) == (3, 9.0)
+  assert mask_optimisation.xpert_smoothing((96, 96), step=7, sigma=21.0) == (7, 21.0)
   with pytest.raises(ValueError, match="sigma > 0"):
-    perturbation.xpert_smoothing((64, 64), sigma=0.0)
+    mask_optimisation.xpert_smoothing((64, 64), sigma=0.0)
 
 
 def test_xpert_smooth_masks_are_the_smooth_max():
   """Fong et al. Eq. 7 by gathering each pixel's neighbours (the slices of
   `smooth_masks` must pick the same ones); T -> inf gives the plain max."""
   params = jax.random.uniform(jax.random.key(0), (2, 7, 5))
-  _, rows, cols, weights, r = perturbation.smooth_max_weights((48, 32), 7, 21.0)
+  _, rows, cols, weights, r = mask_optimisation.smooth_max_weights((48, 32), 7, 21.0)
   padded = np.pad(np.asarray(params), ((0, 0), (r, r), (r, r)))
   v = padded[:, rows[:, :, None, None], cols[None, None, :, :]] * weights
   for coldness in (20.0, 1e4):
     soft = np.exp(coldness * (v - v.max(axis=(2, 4), keepdims=True)))
     expected = np.sum(v * soft, axis=(2, 4)) / np.sum(soft, axis=(2, 4))
-    got = perturbation.smooth_masks(params, (48, 32), 7, 21.0, coldness=coldness)
+    got = mask_optimisation.smooth_masks(params, (48, 32), 7, 21.0, coldness=coldness)
     np.testing.assert_allclose(got, expected, atol=1e-5)
   np.testing.assert_allclose(got, v.max(axis=(2, 4)), atol=1e-3)
 

@@ -1,4 +1,4 @@
-"""Perturbation methods: Meaningful Perturbation (MPert) and Extremal Perturbation (XPert).
+"""Masks optimised per image: Meaningful Perturbation (MPert) and Extremal Perturbation (XPert).
 
 Both optimise a mask M per image through the classifier's response to the
 perturbed image of the DRE paper's Eq. 1,
