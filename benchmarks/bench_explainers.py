@@ -93,8 +93,8 @@ def build_classifier(arch: str):
         registry.get("resnet50"), state, 1000)), model
   if arch == "efficientnet_lite0":
     try:
-      from dre_jax.models import efficientnet_lite
-      spec, _, variables = efficientnet_lite.load_pretrained()
+      from dre_jax.io import torch_weights
+      spec, _, variables = torch_weights.load_efficientnet_lite0()
       return Classifier.create(spec, variables), None
     except (ImportError, FileNotFoundError):
       pass

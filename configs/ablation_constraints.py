@@ -83,8 +83,8 @@ def get_config(arg=None):
     weights = {k: (0.0 if k in settings[setting] else v) for k, v in TUNED_DRE.items()}
     config.dre.constraints.update(weights)
   else:
-    from dre_jax.explainers import mgnet  # pylint: disable=import-outside-toplevel
-    weights = dict(mgnet.DEFAULTS)
+    from dre_jax.training import objectives  # pylint: disable=import-outside-toplevel
+    weights = dict(objectives.MGNET_DEFAULTS)
     weights.update({k: 0.0 for k in settings[setting]})
     with config.unlocked():
       config.mgnet = ConfigDict(weights)

@@ -6,8 +6,9 @@ r"""MGnet (Dabkowski & Gal 2017), the paper's closest baseline, on any setting o
 The base config (`base=`, default cub_resnet: any file name in configs/, with
 its own arguments after it, e.g. `base=composites_scratch,arch=vgg19`) with one
 change: stage 2 minimises the paper's Eq. 2 in the form of the authors'
-released code (`dre_jax.explainers.mgnet`: destroyer + 0.3 preserver + 8 area
-(power 0.3) + 0.005 smoothness) instead of DRE's Eq. 9. The generator
+released code (`dre_jax.training.objectives.mgnet_objective`: destroyer
++ 0.3 preserver + 8 area (power 0.3) + 0.005 smoothness) instead of DRE's
+Eq. 9. The generator
 architecture, stage 1 (Eq. 4), the backgrounds and the schedule are DRE's, the
 learning rate the released code's Adam 1e-3 (its weight decay 1e-4 is not
 applied: the trainer's stage 2 has none): with DRE's 1e-2 the masks collapsed
@@ -31,7 +32,7 @@ import os
 
 from ml_collections import ConfigDict
 
-from dre_jax.explainers import mgnet
+from dre_jax.training import objectives
 
 
 def get_config(arg=None):
@@ -50,7 +51,7 @@ def get_config(arg=None):
   spec.loader.exec_module(module)
   config = module.get_config(rest or None)
   with config.unlocked():
-    config.mgnet = ConfigDict(mgnet.DEFAULTS)
+    config.mgnet = ConfigDict(objectives.MGNET_DEFAULTS)
   config.dre.objective = "mgnet"
   config.dre.learning_rate = 1e-3  # the released code's Adam rate (DRE's 1e-2 collapses MGnet)
   return config

@@ -7,7 +7,8 @@ Where to find each part of the paper:
   the mask generator G (Sec. 3.2.2, Sec. 4.1 "Implementation"): `dre_jax.generator`.
 * Eq. 5-8 and 13 (distribution controller C, its pdf and inverse): `dre_jax.controller`.
 * Eq. 9 (the training objective) and the full estimator M = upsample(C(G(E(I), t))):
-  `dre_jax.estimator`.
+  `dre_jax.estimator`; the stage-2 objectives by name (Eq. 9, the constraints
+  of Sec. 4.4.3, MGnet's Eq. 2): `dre_jax.training.objectives`.
 * Eqs. 10 and 11 (faithfulness M_F, explainability M_E): `dre_jax.metrics`;
   running them over a dataset and drawing masks: `dre_jax.evaluation`.
 * The frozen classifier every explainer shares: `dre_jax.classifier`; the

@@ -19,6 +19,7 @@ with its fix.
     config.dre.backgrounds.*        the training backgrounds of Sec. 4.1
     config.dre.constraints.*        Sec. 4.4.3's ad-hoc constraints (Eq. 2 terms)
     config.checkpoint_every_steps   and the other loop settings at the top level
+    config.eval.*                   evaluate.py's protocol (`eval_defaults`)
 
 Workdirs written before the generator settings had a group of their own stored
 them as `dre.upsample/widths/eta/h`; `migrate` reads such a config.json.
@@ -33,7 +34,6 @@ import ml_collections
 
 from dre_jax import controller
 from dre_jax import perturbation
-from dre_jax.evaluation import config as eval_config
 
 ConfigDict = ml_collections.ConfigDict
 
@@ -41,7 +41,9 @@ STAGES = ("classifier", "embeddings", "dre")
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step")
 DTYPES = ("float32", "bfloat16")
-OBJECTIVES = ("dre", "mgnet")  # `dre_jax.training.objectives`
+# The stage-2 objectives (`config.dre.objective`), each `<name>_objective` of
+# `dre_jax.training.objectives`.
+OBJECTIVES = ("dre", "mgnet")
 # Fields that moved, old name -> new name (config.json of older workdirs).
 MOVED = {f"dre.{k}": f"generator.{k}" for k in ("upsample", "widths", "eta", "h")}
 
@@ -106,7 +108,7 @@ def default_config() -> ConfigDict:
   c.dre.learning_rate = 1e-2
   c.dre.lr_halve_every_epochs = 3
   # The stage-2 loss, by name (`dre_jax.training.objectives`): "dre" is Eq. 9,
-  # "mgnet" Dabkowski & Gal's Eq. 2 (`dre_jax.explainers.mgnet`).
+  # "mgnet" Dabkowski & Gal's Eq. 2 (`objectives.mgnet_objective`).
   c.dre.objective = "dre"
   # Sec. 4.4.3: Eq. 2's terms added to Eq. 9, weighted (0 = off, the paper's
   # DRE): area lambda_av, smoothness lambda_tv, background lambda_bg.
@@ -124,9 +126,69 @@ def default_config() -> ConfigDict:
   c.microbatches = 1
   c.log_every_steps = 50
 
-  c.eval = eval_config.default_config()  # evaluate.py's protocol (Sec. 4.1-4.2)
+  c.eval = eval_defaults()  # evaluate.py's protocol (Sec. 4.1-4.2)
   c.lock()
   return c
+
+
+def eval_defaults() -> ConfigDict:
+  """The defaults of `config.eval`, the evaluation protocol (paper Sec. 4.1-4.2).
+
+    config.eval.methods           "dre,gcam,..." registered explainers; "" = all
+                                  that the workdir can run
+    config.eval.split             "" = config.dataset.eval_split
+    config.eval.num_images        the seeded random sample of the split, the
+                                  same images for every method (paper: 10,000
+                                  ImageNet validation, 2,000 CUB test,
+                                  `paper_sample`); 0 = all
+    config.eval.seed              seeds the sample and the random explainers
+    config.eval.batch_size        global batch, split over all devices
+    config.eval.shard_size        images per resumable shard (and the memory
+                                  bound: one shard is held at a time)
+    config.eval.num_steps         m = 1 / Delta of Eq. 10 (paper: 32)
+    config.eval.steps_per_call    insertion ratios run together (memory)
+    config.eval.tie_break_sigma   the tie-breaker's smoothing, fraction of the
+                                  image side; 0 = off (`dre_jax.metrics.TieBreak`)
+    config.eval.tie_break_weight  0 = only exact ties move; > 0 = additive
+    config.eval.tie_break_effect_images  images on which M_F is also computed
+                                  without the tie-breaker, to show its effect
+    config.eval.explainability    M_E (Eq. 11) where the dataset has boxes
+    config.eval.figure_images     rows of the saliency figures
+    config.eval.settings          explainer settings, ("smgrad.samples=20",
+                                  "gcam++.tap='layer3'", ...); defaults are
+                                  `dre_jax.explainers.default_config(name)`
+    config.eval.mgnet_workdir     a workdir trained with config.dre.objective
+                                  = "mgnet" (same classifier): for mgnet and
+                                  dre+mgnet
+
+  The checks against the explainer registry are `dre_jax.evaluation.config`'s.
+  """
+  c = ConfigDict()
+  c.methods = ""
+  c.split = ""
+  c.num_images = 0
+  c.seed = 0
+  c.batch_size = 16
+  c.shard_size = 256
+  c.num_steps = 32
+  c.steps_per_call = 4
+  c.tie_break_sigma = 1.0 / 16
+  c.tie_break_weight = 0.0
+  c.tie_break_effect_images = 256
+  c.explainability = True
+  c.figure_images = 6
+  c.settings = ()
+  c.mgnet_workdir = ""
+  return c
+
+
+# The paper's sample sizes (Sec. 4.2.1) by TFDS name; `paper_sample(name)`.
+PAPER_SAMPLE = {"imagenet2012": 10_000, "caltech_birds2011": 2_000}
+
+
+def paper_sample(dataset_name: str) -> int:
+  """The paper's number of evaluated images for a dataset (0 = the whole split)."""
+  return PAPER_SAMPLE.get(dataset_name.split("/")[0].split(":")[0], 0)
 
 
 def shrink_for_local_run(config: ConfigDict, image_size: int = 64,
@@ -269,7 +331,7 @@ def paper_config(dataset: str, arch: str, classifier_epochs: int = 0,
   config.dataset.update(DATASETS[dataset])
   config.model.name = arch
   config.classifier.epochs = classifier_epochs
-  config.eval.num_images = eval_config.paper_sample(config.dataset.name)
+  config.eval.num_images = paper_sample(config.dataset.name)
   if "runlocal" in parse_args(arg, allowed):
     shrink_for_local_run(config)
   return config

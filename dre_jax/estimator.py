@@ -26,13 +26,9 @@ from dre_jax import validation
 from dre_jax.classifier import Classifier
 from dre_jax.generator import MaskGenerator, class_embeddings, embedding_loss
 from dre_jax.models import registry
+from dre_jax.resize import upsample_masks
 
 Variables = Any
-
-
-def upsample_masks(z: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
-  """Bilinear upsampling [N, h, w] -> [N, H, W] (PyTorch align_corners=False)."""
-  return jax.image.resize(z, (z.shape[0], *size), "bilinear")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,13 +81,31 @@ class DRE:
 
     With train=True returns (M, new batch_stats) and BatchNorm uses batch statistics.
     """
+    return self._masks(
+        lambda x: controller.distribution_controller(x, self.eta, self.h),
+        generator_variables, taps, target, size, train)
+
+  def mgnet_masks_from_taps(self, generator_variables: Variables, taps, target,
+                            size: tuple[int, int], train: bool = False):
+    """MGnet's mask on this generator: M = upsample(sigmoid(G(taps, t))).
+
+    Dabkowski & Gal's mask (the paper's Eq. 2 baseline) with DRE's generator
+    and no distribution controller; trained by
+    `dre_jax.training.objectives.mgnet_objective`. [N, H, W] in (0, 1); with
+    train=True (M, new batch_stats) as `masks_from_taps`.
+    """
+    return self._masks(jax.nn.sigmoid, generator_variables, taps, target, size,
+                       train)
+
+  def _masks(self, activation, generator_variables: Variables, taps, target,
+             size: tuple[int, int], train: bool):
+    """upsample(activation(G(taps, t))); with train=True also the new batch_stats."""
     if train:
       x, updates = self.generator.apply(generator_variables, taps, target,
                                         train=True, mutable=["batch_stats"])
     else:
       x = self.generator.apply(generator_variables, taps, target, train=False)
-    z = controller.distribution_controller(x, self.eta, self.h)
-    masks = upsample_masks(z, size)
+    masks = upsample_masks(activation(x), size)
     return (masks, updates["batch_stats"]) if train else masks
 
   def explain(self, classifier: Classifier, generator_variables: Variables,

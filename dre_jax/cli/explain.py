@@ -98,7 +98,7 @@ def main(argv):
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
 
   from dre_jax import explain as explain_lib  # pylint: disable=import-outside-toplevel
-  from dre_jax import report  # pylint: disable=import-outside-toplevel
+  from dre_jax import explain_page as report  # pylint: disable=import-outside-toplevel
 
   logging.set_verbosity(logging.WARNING)  # no orbax INFO lines on restore
   prog = os.path.basename(argv[0])

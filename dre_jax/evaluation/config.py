@@ -1,69 +1,12 @@
-"""`config.eval`: the evaluation protocol's settings (paper Sec. 4.1-4.2).
+"""`config.eval` checked against the explainer registry: methods and their settings.
 
-    config.eval.methods           "dre,gcam,..." registered explainers; "" = all
-                                  that the workdir can run
-    config.eval.split             "" = config.dataset.eval_split
-    config.eval.num_images        the seeded random sample of the split, the
-                                  same images for every method (paper: 10,000
-                                  ImageNet validation, 2,000 CUB test); 0 = all
-    config.eval.seed              seeds the sample and the random explainers
-    config.eval.batch_size        global batch, split over all devices
-    config.eval.shard_size        images per resumable shard (and the memory
-                                  bound: one shard is held at a time)
-    config.eval.num_steps         m = 1 / Delta of Eq. 10 (paper: 32)
-    config.eval.steps_per_call    insertion ratios run together (memory)
-    config.eval.tie_break_sigma   the tie-breaker's smoothing, fraction of the
-                                  image side; 0 = off (`dre_jax.metrics.TieBreak`)
-    config.eval.tie_break_weight  0 = only exact ties move; > 0 = additive
-    config.eval.tie_break_effect_images  images on which M_F is also computed
-                                  without the tie-breaker, to show its effect
-    config.eval.explainability    M_E (Eq. 11) where the dataset has boxes
-    config.eval.figure_images     rows of the saliency figures
-    config.eval.settings          explainer settings, ("smgrad.samples=20",
-                                  "gcam++.tap='layer3'", ...); defaults are
-                                  `dre_jax.explainers.default_config(name)`
-    config.eval.mgnet_workdir     a workdir trained with config.dre.objective
-                                  = "mgnet" (same classifier): for mgnet and
-                                  dre+mgnet
-
-Only light imports here: `dre_jax.config` includes this group.
+The fields and their defaults (the paper's protocol, Sec. 4.1-4.2) are
+`dre_jax.config.eval_defaults`.
 """
 
 from __future__ import annotations
 
 import ast
-
-import ml_collections
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """The defaults of `config.eval` (the paper's protocol)."""
-  c = ml_collections.ConfigDict()
-  c.methods = ""
-  c.split = ""
-  c.num_images = 0
-  c.seed = 0
-  c.batch_size = 16
-  c.shard_size = 256
-  c.num_steps = 32
-  c.steps_per_call = 4
-  c.tie_break_sigma = 1.0 / 16
-  c.tie_break_weight = 0.0
-  c.tie_break_effect_images = 256
-  c.explainability = True
-  c.figure_images = 6
-  c.settings = ()
-  c.mgnet_workdir = ""
-  return c
-
-
-# The paper's sample sizes (Sec. 4.2.1) by TFDS name; `paper_sample(name)`.
-PAPER_SAMPLE = {"imagenet2012": 10_000, "caltech_birds2011": 2_000}
-
-
-def paper_sample(dataset_name: str) -> int:
-  """The paper's number of evaluated images for a dataset (0 = the whole split)."""
-  return PAPER_SAMPLE.get(dataset_name.split("/")[0].split(":")[0], 0)
 
 
 def method_names(c) -> list[str]:

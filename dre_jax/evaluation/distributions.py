@@ -93,12 +93,6 @@ def controlled_density(dist: Distribution, z, eta: float = controller.ETA,
   return np.where(inside, density, 0.0)
 
 
-def standardised_density(dist: Distribution, y) -> np.ndarray:
-  """Eq. 17: the density of y = omega(x) = (x - E[x]) / s (the controller's Y)."""
-  y = np.asarray(y, np.float64)
-  return dist.pdf(y * dist.std + dist.mean) * dist.std
-
-
 def apply_controller(samples: np.ndarray, eta: float = controller.ETA,
                      h: float = controller.H) -> np.ndarray:
   """The controller (Eqs. 6-7) on a 1-D sample, as one map: [n] -> [n] in (0, 1)."""

@@ -28,7 +28,7 @@ def with_eval(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The config with a config.eval group (defaults where it has none)."""
   if "eval" not in config:
     with config.unlocked():
-      config.eval = eval_config.default_config()
+      config.eval = config_lib.eval_defaults()
   return config
 
 

@@ -46,7 +46,7 @@ from dre_jax.explainers.registry import (Method, check_settings, default_config,
                                          register)
 from dre_jax.explainers import gradients  # noqa: F401  (vgrad, smgrad, itgrad)
 from dre_jax.explainers import cam  # noqa: F401  (gcam, gcam++)
-from dre_jax.explainers import perturbation  # noqa: F401  (mpert, xpert)
+from dre_jax.explainers import mask_optimisation  # noqa: F401  (mpert, xpert)
 from dre_jax.explainers import inversion  # noqa: F401  (finv)
 from dre_jax.explainers import generators  # noqa: F401  (dre, mgnet)
 from dre_jax.explainers import dre_plus  # noqa: F401  (dre+self, dre+mgnet)

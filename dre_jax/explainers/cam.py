@@ -4,7 +4,7 @@ Both weight the channels of a feature map A [N, h, w, K] (default the
 classifier's last tap, the main flow at stride 32, i.e. the last convolutional
 block) by a function of g = dS_t/dA, the gradient of the target's class score
 before the softmax, and upsample ReLU(sum_k w_k A^k) bilinearly to the image
-size (half-pixel centres, as `dre_jax.estimator.upsample_masks`).
+size (half-pixel centres, `dre_jax.resize.upsample_masks`).
 
 The gradient is taken with respect to a zero perturbation added at the tap
 (`Classifier.forward(images, {tap: delta})`): one forward pass and a backward
@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from dre_jax.classifier import Classifier
-from dre_jax.estimator import upsample_masks
 from dre_jax.explainers import registry
+from dre_jax.resize import upsample_masks
 
 
 def tap_gradient(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,

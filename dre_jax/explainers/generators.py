@@ -9,8 +9,9 @@ Both need the generator that `train.py` trained for this classifier:
 or `explainers.load(name, workdir) -> (fn, classifier)` for the classifier saved
 with it. `estimator` is the `dre_jax.estimator.DRE` that holds the generator
 module; MGnet uses the same one (the same architecture), with its own mask
-(`dre_jax.explainers.mgnet`). One forward pass of the classifier (for the taps)
-and of the generator per image.
+(`DRE.mgnet_masks_from_taps`, trained by
+`dre_jax.training.objectives.mgnet_objective`). One forward pass of the
+classifier (for the taps) and of the generator per image.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import jax.numpy as jnp
 
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
-from dre_jax.explainers import mgnet as mgnet_objective
 from dre_jax.explainers import registry
 
 
@@ -65,7 +65,7 @@ def dre_explainer(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarr
                    reference="Dabkowski & Gal, NeurIPS 2017")
 def mgnet_explainer(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                     key=None, *, estimator: DRE, generator_variables) -> jnp.ndarray:
-  """MGnet: M = upsample(sigmoid(G(E(I), t))) (`dre_jax.explainers.mgnet`). No settings.
+  """MGnet: M = upsample(sigmoid(G(E(I), t))) (`DRE.mgnet_masks_from_taps`). No settings.
 
   The generator must have been trained with the MGnet objective
   (`config.dre.objective = "mgnet"`). Returns [N, H, W] float32 in (0, 1).
@@ -73,5 +73,5 @@ def mgnet_explainer(classifier: Classifier, images: jnp.ndarray, target: jnp.nda
   del key
   _check(estimator, classifier, images)
   _, taps = classifier.logits_and_taps(images)
-  return mgnet_objective.masks_from_taps(estimator, generator_variables, taps,
-                                         target, images.shape[1:3])
+  return estimator.mgnet_masks_from_taps(generator_variables, taps, target,
+                                        images.shape[1:3])

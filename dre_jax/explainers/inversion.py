@@ -8,7 +8,7 @@ intermediate layer activations of the original input as the mask"),
 
 optimised in two stages through the perturbed images of the DRE paper's Eq. 1,
 psi(I, M) = I * M + B * (1 - M), with DRE's blur background (see
-`dre_jax.explainers.perturbation`):
+`dre_jax.explainers.mask_optimisation`):
 
     stage 1 (Sec. 3.2, guided feature inversion, the first `inversion_iterations`):
         ||A(psi(I, M)) - A(I)||^2 / ||A(I)||^2 + lambda_1 ||w||^2
@@ -29,9 +29,9 @@ import optax
 
 from dre_jax import perturbation as dre_perturbation
 from dre_jax.classifier import Classifier
-from dre_jax.estimator import upsample_masks
 from dre_jax.explainers import registry
-from dre_jax.explainers.perturbation import background_fn, map_images, probability
+from dre_jax.explainers.mask_optimisation import background_fn, map_images, probability
+from dre_jax.resize import upsample_masks
 
 
 def normalise(m: jnp.ndarray) -> jnp.ndarray:

@@ -7,7 +7,8 @@
 * `pth`: `torch.save` files read into numpy without torch (and without running
   any of their code).
 * `torch_weights`: PyTorch state_dicts -> Flax variables of a registered
-  architecture (`torch_to_flax`); the CLI is `dre-convert`.
+  architecture (`torch_to_flax`; EfficientNet-Lite0's ImageNet weights:
+  `load_efficientnet_lite0`); the CLI is `dre-convert`.
 * `released_dre`: the authors' released ResNet50 generator (`model-1.ckpt`),
   `import_released_dre(path)`.
 """

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dre_jax.io import pth
+from dre_jax.models import efficientnet_lite
 from dre_jax.models import registry
 
 Path = tuple[str, ...]
@@ -218,3 +220,12 @@ def _convert(spec, state_dict, num_classes, dtype) -> dict[str, Any]:
       variable_shapes(spec, num_classes, dtype), state_dict, spec.torch_key,
       spec.torch_ignore, f"{spec.name!r} with {num_classes} classes",
       max_listed=_MAX_PROBLEMS)
+
+
+def load_efficientnet_lite0(dtype=jnp.float32):
+  """`(spec, module, variables)` of EfficientNet-Lite0 with ImageNet weights
+  (`dre_jax.models.efficientnet_lite.pretrained_weights_path`)."""
+  spec = efficientnet_lite.EFFICIENTNET_LITE0
+  state_dict = pth.load_state_dict(efficientnet_lite.pretrained_weights_path())
+  variables = torch_to_flax(spec, state_dict, num_classes=1000, dtype=dtype)
+  return spec, spec.build(1000, dtype), variables

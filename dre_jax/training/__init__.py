@@ -2,11 +2,12 @@
 
 * `trainer`: `train_and_evaluate(config, workdir)`, the classifier, stage-1 and
   stage-2 steps and the loop they share.
-* `parallel`: the device mesh, global batches, `jax.distributed` start-up.
 * `input`: this process's training batches from `dre_jax.data.pipelines`.
 * `checkpoints`: the per-stage resumable orbax checkpoints.
 
-The config is `dre_jax.config`; what training writes is read back by
+Data parallelism (the device mesh, global batches, `jax.distributed`
+start-up) is `dre_jax.parallel`, shared with the evaluation. The config is
+`dre_jax.config`; what training writes is read back by
 `dre_jax.io` (`load_estimator(workdir)`), which imports nothing from here.
 """
 

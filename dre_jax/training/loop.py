@@ -23,9 +23,9 @@ from clu import periodic_actions
 import jax
 import ml_collections
 
+from dre_jax import parallel
 from dre_jax.training import checkpoints
 from dre_jax.training import input as input_lib
-from dre_jax.training import parallel
 
 StepFn = Callable[[Any, dict[str, jax.Array], Any], tuple[Any, dict]]
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from dre_jax import parallel
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.io import classifier_dir
@@ -33,7 +34,6 @@ from dre_jax.perturbation import BackgroundConfig
 from dre_jax.training import input as input_lib
 from dre_jax.training import loop
 from dre_jax.training import optimizers
-from dre_jax.training import parallel
 from dre_jax.training import steps
 from dre_jax.training.steps import TrainState
 

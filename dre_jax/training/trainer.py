@@ -35,10 +35,10 @@ import jax.numpy as jnp
 import ml_collections
 
 from dre_jax import config as config_lib
+from dre_jax import parallel
 from dre_jax.io import classifier_dir
 from dre_jax.io import workdir as workdir_lib
 from dre_jax.training import input as input_lib
-from dre_jax.training import parallel
 from dre_jax.training import stages
 
 SUMMARY_FILE = "summary.json"

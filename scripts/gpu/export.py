@@ -13,7 +13,7 @@ The device machine has no TensorFlow, TFDS or network, and carries at most
   box masks (`box_mask`, bit-packed, lossless). The PSNR of the decoded images
   against the pipeline's float images is printed and stored (`psnr_db`).
 * `lite0_imagenet.npz`: EfficientNet-Lite0's ImageNet variables
-  (`efficientnet_lite.load_pretrained()`), flattened "/"-joined paths, float32
+  (`torch_weights.load_efficientnet_lite0()`), flattened "/"-joined paths, float32
   as converted (16.6 MiB compressed).
 
 Together with the code they stay under the device tool's 64 MiB carry limit.
@@ -77,8 +77,8 @@ def main(argv=None) -> int:
   what = args.what.split(",")
   if "weights" in what:
     import flax
-    from dre_jax.models import efficientnet_lite
-    _, _, variables = efficientnet_lite.load_pretrained()
+    from dre_jax.io import torch_weights
+    _, _, variables = torch_weights.load_efficientnet_lite0()
     flat = {"/".join(k): np.asarray(v) for k, v in
             flax.traverse_util.flatten_dict(variables).items()}
     path = os.path.join(args.out, "lite0_imagenet.npz")

@@ -30,7 +30,6 @@ masks.png.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import io
 import json
@@ -84,34 +83,8 @@ def make_config(objective: str, classifier_path: str, args):
   config.dre.batch_size = args.batch
   config.log_every_steps = args.log_every
   config.checkpoint_every_steps = 10_000
-  if objective != "dre" and "objective" in config.dre:
-    config.dre.objective = objective
+  config.dre.objective = objective
   return config
-
-
-@contextlib.contextmanager
-def stage2_objective(objective: str, config):
-  """Trains stage 2 under `objective` with a trainer that predates config.dre.objective.
-
-  Such a trainer calls `dre.loss(...)` (Eq. 9) in its stage-2 step;
-  `dre_jax.explainers.mgnet.loss(dre, ...)` takes the same arguments after `dre`
-  and returns the same structure, so for the MGnet run `DRE.loss` is swapped
-  for it while the trainer runs. A trainer with `config.dre.objective` needs
-  none of this.
-  """
-  if objective == "dre" or "objective" in config.dre:
-    yield "config.dre.objective"
-    return
-  if objective != "mgnet":
-    raise NotImplementedError(f"no stage-2 objective {objective!r}")
-  from dre_jax.estimator import DRE
-  from dre_jax.explainers import mgnet
-  original = DRE.loss
-  DRE.loss = lambda self, *a, **k: mgnet.loss(self, *a, **k)
-  try:
-    yield "DRE.loss swapped for dre_jax.explainers.mgnet.loss (trainer without config.dre.objective)"
-  finally:
-    DRE.loss = original
 
 
 def train(objective: str, classifier_path: str, args) -> str:
@@ -120,8 +93,7 @@ def train(objective: str, classifier_path: str, args) -> str:
   config = make_config(objective, classifier_path, args)
   first = len(offline.SCALARS)
   t0 = time.perf_counter()
-  with stage2_objective(objective, config) as how:
-    summary = trainer.train_and_evaluate(config, workdir)
+  summary = trainer.train_and_evaluate(config, workdir)
   wall = time.perf_counter() - t0
   scalars = offline.SCALARS[first:]
   stages = {}
@@ -139,7 +111,6 @@ def train(objective: str, classifier_path: str, args) -> str:
     st["median_images_per_second"] = float(np.median(ips)) if ips else None
   RESULTS.setdefault("training", {})[objective] = {
       "config": json.loads(config.to_json()), "wall_seconds": wall,
-      "objective_via": how,
       "summary": summary, "stages": stages}
   log(f"{objective}: trained in {wall:.0f} s; summary {json.dumps(summary, default=str)[:600]}")
   return workdir

@@ -1,4 +1,4 @@
-"""Perturbation methods: Meaningful Perturbation (MPert) and Extremal Perturbation (XPert).
+"""Masks optimised per image: Meaningful Perturbation (MPert) and Extremal Perturbation (XPert).
 
 Both optimise a mask M per image through the classifier's response to the
 perturbed image of the DRE paper's Eq. 1,
@@ -30,8 +30,8 @@ import optax
 
 from dre_jax import perturbation as dre_perturbation
 from dre_jax.classifier import Classifier
-from dre_jax.estimator import upsample_masks
 from dre_jax.explainers import registry
+from dre_jax.resize import upsample_masks
 
 BACKGROUNDS = ("blur", "training")
 REFERENCE_SIZE = 224  # the original papers' image side; area and TV terms are in its units
