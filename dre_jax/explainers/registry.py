@@ -323,10 +323,7 @@ def arguments(name: str, *, dre: Generator | None = None,
                     f"{', '.join(f'{b}=...' for b in m.bound)})")
   bound = {}
   for i, kind in enumerate(m.needs):
-    estimator, variables = given[kind]
-    # Jax arrays: numpy leaves would be indexed by tracers inside jit.
-    bound[m.bound[2 * i]] = estimator
-    bound[m.bound[2 * i + 1]] = jax.tree.map(jnp.asarray, variables)
+    bound[m.bound[2 * i]], bound[m.bound[2 * i + 1]] = given[kind]
   return bound
 
 
@@ -343,8 +340,17 @@ def bind(name: str, *, dre: Generator | None = None,
   these bound: pure and jittable with the classifier as an argument.
   """
   settings = check_settings(name, dict(settings or {}))
-  fn = get(name, **arguments(name, dre=dre, mgnet=mgnet))
+  fn = get(name, **arguments(name, dre=_as_jax(dre), mgnet=_as_jax(mgnet)))
   return functools.partial(fn, **settings)
+
+
+def _as_jax(generator: Generator | None) -> Generator | None:
+  """The generator with jax arrays (numpy leaves closed over would be indexed
+  by tracers inside jit); jax arrays, replicated ones too, stay as they are."""
+  if generator is None:
+    return None
+  estimator, variables = generator
+  return Generator(estimator, jax.tree.map(jnp.asarray, variables))
 
 
 # --------------------------------------------------------------------------
