@@ -49,7 +49,7 @@ reference=..., display=...)` on its explain function (trained ones also pass
 `needs=` and `load=`).
 """
 
-from dre_jax.explainers.registry import (GENERATORS, Generator, Method,
+from dre_jax.explainers.registry import (GENERATORS, OUTPUTS, Generator, Method,
                                          MissingGenerator, Table2, arguments,
                                          bind, check_settings, default_config,
                                          get, load, method, names, passes,
@@ -61,6 +61,6 @@ from dre_jax.explainers import inversion  # noqa: F401  (finv)
 from dre_jax.explainers import generators  # noqa: F401  (dre, mgnet)
 from dre_jax.explainers import dre_plus  # noqa: F401  (dre+self, dre+mgnet)
 
-__all__ = ["GENERATORS", "Generator", "Method", "MissingGenerator", "Table2",
+__all__ = ["GENERATORS", "OUTPUTS", "Generator", "Method", "MissingGenerator", "Table2",
            "arguments", "bind", "check_settings", "default_config", "get", "load",
            "method", "names", "passes", "quick_settings", "register"]
