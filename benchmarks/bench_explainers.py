@@ -10,7 +10,8 @@ method's classifier passes per image (`explainers.passes`), and that time over
 passes x the per-image time of one forward + backward pass (input gradient of
 the target logit) of the same model measured in the same run ("vs passes";
 the issue's target is <= 1.2; "best" divides by the fastest forward + backward
-of the run, "interleaved" by the one timed alternately with the method). The counts of the expensive methods are cut to
+of the run, "interleaved" by the one timed alternately with the method). The
+counts of the expensive methods are cut (`explainers.quick_settings`) to
 `--samples` (SmoothGrad samples, IG steps) and `--iterations` (MPert, XPert,
 FInv) so a CPU run takes minutes; their "s/img (full)" column scales the
 measured time by full passes / measured passes. "XLA memory" is the compiled
@@ -64,19 +65,6 @@ CAPTUM = {"vgrad": "Saliency", "smgrad": "NoiseTunnel(Saliency)",
           "itgrad": "IntegratedGradients", "gcam": "LayerGradCam"}
 
 
-def reduced_settings(name: str, samples: int, iterations: int) -> dict:
-  """The settings actually run: the defaults with the expensive counts cut."""
-  if name == "smgrad":
-    return {"samples": samples}
-  if name == "itgrad":
-    return {"steps": samples}
-  if name in ("mpert", "xpert"):
-    return {"iterations": iterations}
-  if name == "finv":
-    return {"iterations": iterations, "inversion_iterations": min(11, iterations // 2)}
-  return {}
-
-
 def torch_resnet50(num_classes: int = 1000):
   torch.manual_seed(0)
   return torchvision.models.resnet50(weights=None, num_classes=num_classes).eval()
@@ -102,13 +90,14 @@ def build_classifier(arch: str):
 
 
 def explainer_fn(name: str, classifier: Classifier, size: int, settings: dict):
-  if explainers.method(name).trained:
+  """The jitted method; a trained one on a random generator (its cost is the same)."""
+  generator = None
+  if explainers.method(name).needs:
     dre = DRE.create(classifier.spec, classifier.num_classes)
-    variables = dre.init_generator(jax.random.key(1), classifier, size)
-    fn = explainers.get(name, estimator=dre, generator_variables=variables)
-  else:
-    fn = explainers.get(name)
-  return jax.jit(functools.partial(fn, **settings))
+    generator = explainers.Generator(
+        dre, dre.init_generator(jax.random.key(1), classifier, size))
+  return jax.jit(explainers.bind(name, dre=generator, mgnet=generator,
+                                 settings=settings))
 
 
 def memory_gib(compiled) -> float:
@@ -191,7 +180,7 @@ def bench_arch(arch: str, args) -> dict:
                        args.samples, classifier.mean, classifier.std)
             if run_captum else {})
   for name in args.methods:
-    settings = reduced_settings(name, args.samples, args.iterations)
+    settings = explainers.quick_settings(name, args.samples, args.iterations)
     fn = explainer_fn(name, classifier, args.size, settings)
     compile_start = time.perf_counter()
     compiled = fn.lower(classifier, images, target, key).compile()

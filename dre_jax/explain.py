@@ -23,16 +23,17 @@ resized and centre-cropped to S x S (`images.resize_and_crop`; an input that is
 already S x S is used as it is). A file that cannot be read is reported in
 `failures` and skipped; the rest are explained.
 
-Methods: "dre" is M = upsample(C(G(E(I), t))) (Eq. 9's estimator,
-`dre_jax.estimator.DRE.explain`); every other name is an explainer of
-`dre_jax.explainers` (`explainers.get(name)`), run on the same classifier.
+Methods: the explainers of `dre_jax.explainers`, run on the same classifier
+and bound with `explainers.bind` to the model's generator as the kind it was
+trained as (`Model.objective`): "dre" is M = upsample(C(G(E(I), t))) (Eq. 9's
+estimator, `dre_jax.estimator.DRE.explain`) on a DRE generator, "mgnet" needs a
+workdir trained with the MGnet objective.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import os
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -40,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dre_jax import explainers
 from dre_jax import images as images_lib
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
@@ -59,8 +61,10 @@ class Model:
     image_size: the side S the images are cropped to (a multiple of 32).
     class_names: K names (ImageNet's when K = 1000), or None.
     source: where it was loaded from, for reports.
-    workdir: the trained workdir (None for the released weights): where
-      other trained explainers of `dre_jax.explainers` load from.
+    workdir: the trained workdir (None for the released weights).
+    objective: the stage-2 objective the generator was trained with
+      (`config.dre.objective`): "dre" (the released weights too) or "mgnet";
+      the methods that need that kind of generator bind it.
   """
 
   classifier: Classifier
@@ -70,6 +74,7 @@ class Model:
   class_names: tuple[str, ...] | None
   source: str
   workdir: str | None = None
+  objective: str = "dre"
   # Compiled methods, by (name, settings): reused by every call with this model.
   compiled: dict = dataclasses.field(default_factory=dict, repr=False,
                                      compare=False)
@@ -117,6 +122,7 @@ def load_model(workdir: str | os.PathLike | None = None, *,
       raise ValueError("--torch-weights goes with --released-dre; a workdir "
                        "has its own classifier")
     dre, classifier, variables, meta = io.load_estimator(workdir)
+    objective = io.workdir.trained_objective(workdir) or "dre"
     size = image_size or int(meta["image_size"])
     source = os.path.abspath(os.fspath(workdir))
   else:
@@ -125,6 +131,7 @@ def load_model(workdir: str | os.PathLike | None = None, *,
                        "torchvision's ResNet50 weights the generator was "
                        "trained on")
     dre, classifier, variables = _load_released(released_dre, torch_weights)
+    objective = "dre"
     size = image_size or classifier.spec.input_size
     source = (f"released DRE {os.fspath(released_dre)} on "
               f"{os.fspath(torch_weights)}")
@@ -137,7 +144,7 @@ def load_model(workdir: str | os.PathLike | None = None, *,
   return Model(classifier=classifier, dre=dre, generator_variables=variables,
                image_size=int(size),
                class_names=_class_names(classifier.num_classes), source=source,
-               workdir=None if workdir is None else source)
+               workdir=None if workdir is None else source, objective=objective)
 
 
 def _load_released(released_dre, torch_weights):
@@ -209,13 +216,8 @@ def resolve_target(target: int | str, model: Model) -> int:
 
 
 def explainer_names() -> list[str]:
-  """The method names explain_images accepts: "dre" and the explainer registry's."""
-  try:
-    from dre_jax import explainers  # pylint: disable=import-outside-toplevel
-    names = set(explainers.names())
-  except ImportError:
-    names = set()
-  return sorted(names | {"dre"})
+  """The method names explain_images accepts: the explainer registry's."""
+  return explainers.names()
 
 
 @jax.jit
@@ -236,10 +238,8 @@ def _method_fn(name: str, model: Model, settings: dict[str, Any]
                ) -> Callable[[Classifier, jnp.ndarray, jnp.ndarray, jax.Array], jnp.ndarray]:
   """Compiled fn(classifier, images, target, key) -> [N, H, W] for method `name`.
 
-  Every method comes from `dre_jax.explainers`; "dre" is bound to the model's
-  generator (the registry's trained-method arguments), other trained methods
-  load from the model's workdir. Without a registered "dre", "dre" is
-  `DRE.explain` itself.
+  `explainers.bind` with the model's generator as the kind it was trained as
+  (`Model.objective`).
   """
   names = explainer_names()
   if name not in names:
@@ -247,37 +247,16 @@ def _method_fn(name: str, model: Model, settings: dict[str, Any]
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ValueError(f"unknown method {name!r}{hint}; methods: "
                      f"{', '.join(names)}")
-  if name == "dre" and model.dre is None:
-    raise ValueError("method 'dre' needs a trained generator: give a workdir "
-                     "or the released weights")
+  generator = (None if model.dre is None else
+               explainers.Generator(model.dre, model.generator_variables))
   try:
-    from dre_jax import explainers  # pylint: disable=import-outside-toplevel
-    registered = name in explainers.names()
-  except ImportError:
-    registered = False
-  if not registered:  # "dre" before the registry has it
-    if settings:
-      raise TypeError(f"method 'dre' has no settings, got {sorted(settings)}")
-    dre = model.dre
-    explain = jax.jit(lambda classifier, variables, images, target:
-                      dre.explain(classifier, variables, images, target)[0])
-    return lambda classifier, images, target, key: explain(
-        classifier, model.generator_variables, images, target)
-  method = explainers.method(name)
-  if name == "dre":
-    given = {"estimator": model.dre, "dre": model.dre,
-             "generator_variables": model.generator_variables,
-             "variables": model.generator_variables}
-    fn = explainers.get(name, **{b: given[b] for b in method.bound if b in given})
-  elif method.trained:
-    if model.workdir is None:
-      raise ValueError(f"method {name!r} needs a trained workdir (--workdir) "
-                       "holding its generator")
-    fn = explainers.get(name, workdir=model.workdir)
-  else:
-    fn = explainers.get(name)
-  explainers.check_settings(name, settings)  # unknown settings fail here
-  return jax.jit(functools.partial(fn, **settings) if settings else fn)
+    fn = explainers.bind(name, settings=settings, **{model.objective: generator})
+  except explainers.MissingGenerator as err:
+    have = ("no trained generator (give a workdir or the released weights)"
+            if generator is None else
+            f"a generator trained with the {model.objective!r} objective")
+    raise ValueError(f"{err}; {model.source} has {have}") from None
+  return jax.jit(fn)
 
 
 # ------------------------------------------------------------------ results

@@ -11,11 +11,12 @@
       <name>/figure.png       one row per method: image | heat-map overlay |
                               masked image (image x map)
 
-Display scale (the `.npy` files keep the raw values): DRE's masks are in
-(0, 1) and are shown as they are, like the evaluation figures (`dre_jax.evaluation.figures`); any
-other method's map is divided by its 99th percentile of |map| and clipped to
-[0, 1] (Captum's `visualize_image_attr` default clips the top 2%), so one hot
-pixel does not wash out the rest. Heat maps use matplotlib's "jet" at 50%
+Display scale (the `.npy` files keep the raw values): masks (the methods
+whose `dre_jax.explainers.Method.output` is "mask": DRE, MGnet, DRE+, MPert,
+FInv) are in [0, 1] and are shown as they are; any other method's map (an
+attribution) is divided by its 99th percentile of |map| and clipped to [0, 1]
+(Captum's `visualize_image_attr` default clips the top 2%), so one hot pixel
+does not wash out the rest. Heat maps use matplotlib's "jet" at 50%
 opacity over the image (as pytorch-grad-cam's `show_cam_on_image`).
 Every file is written atomically (`dre_jax.atomic`).
 """
@@ -33,8 +34,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from dre_jax import atomic
+from dre_jax import explainers
 
-MASK_METHODS = ("dre",)  # maps already in [0, 1], shown unscaled
 PERCENTILE = 99.0
 ALPHA = 0.5
 COLORMAP = "jet"
@@ -45,7 +46,7 @@ RESULTS = "results.json"
 def display_map(saliency: np.ndarray, method: str) -> np.ndarray:
   """[H, W] map -> [H, W] float32 in [0, 1] for display (module docstring)."""
   saliency = np.nan_to_num(np.asarray(saliency, np.float32))
-  if method in MASK_METHODS:
+  if explainers.method(method).output == "mask":  # in [0, 1]: shown unscaled
     return np.clip(saliency, 0, 1)
   scale = np.percentile(np.abs(saliency), PERCENTILE)
   if scale <= 0:

@@ -27,10 +27,6 @@ SIZE = 64
 ZERO_CLASS = 9  # its logit ignores the image: a target whose gradient is zero
 ALL = ["dre", "finv", "gcam", "gcam++", "itgrad", "mgnet", "mpert", "smgrad",
        "vgrad", "xpert"]
-# Few samples / iterations where the full count only costs time.
-FAST = {"smgrad": {"samples": 4}, "itgrad": {"steps": 8},
-        "mpert": {"iterations": 12}, "xpert": {"iterations": 12},
-        "finv": {"iterations": 14, "inversion_iterations": 5}}
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +64,10 @@ def run(name, classifier, images, target, key=None, **settings):
   return fn(classifier, images, target, key)
 
 
-def explainer(name, generator):
-  if explainers.method(name).trained:
-    dre, variables = generator
-    return explainers.get(name, estimator=dre, generator_variables=variables)
-  return explainers.get(name)
+def explainer(name, generator, settings=None):
+  """The registry's `name` bound to the random generator (as DRE's and MGnet's)."""
+  trained = explainers.Generator(*generator)
+  return explainers.bind(name, dre=trained, mgnet=trained, settings=settings)
 
 
 # ---------------------------------------------------------------------------
@@ -116,7 +111,8 @@ def test_batched_equals_per_image_and_finite(name, classifier, generator, batch)
   a batch gives each image's map alone; no NaN/Inf for a constant image, a black
   image or a zero-gradient target."""
   images, target = batch
-  fn = jax.jit(functools.partial(explainer(name, generator), **FAST.get(name, {})))
+  # Few samples / iterations where the full count only costs time.
+  fn = jax.jit(explainer(name, generator, explainers.quick_settings(name)))
   key = jax.random.key(7)
   together = np.asarray(fn(classifier, images, target, key))
   assert together.shape == (4, SIZE, SIZE) and together.dtype == np.float32

@@ -5,19 +5,18 @@
 loads the workdir's classifier (and its DRE estimator), builds the requested
 explainers from `dre_jax.explainers` (with `config.eval.settings`), draws the
 seeded sample of the evaluation split, runs `protocol.run` (resumable) and
-publishes `<workdir>/eval` (`report`). MGnet and DRE+ (MGnet-based) need a
-generator trained with the MGnet objective: `config.eval.mgnet_workdir`.
+publishes `<workdir>/eval` (`report`). Each method binds the generators it
+needs (`explainers.Method.needs`): the workdir's DRE generator, and the one
+trained with the MGnet objective in `config.eval.mgnet_workdir`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, Callable
 
 import jax
-import numpy as np
 
 from dre_jax import explainers
 from dre_jax import parallel
@@ -31,9 +30,6 @@ from dre_jax.evaluation import results as results_lib
 from dre_jax.io import workdir as workdir_lib
 from dre_jax.io import classifier_dir
 
-# Methods that need a generator trained with the MGnet objective.
-NEEDS_MGNET = ("mgnet", "dre+mgnet")
-
 
 @dataclasses.dataclass
 class Loaded:
@@ -42,7 +38,7 @@ class Loaded:
   workdir: str
   classifier: Classifier
   meta: dict[str, Any] | None        # estimator.json, None without an estimator
-  generator: dict[str, Any] | None   # {"estimator", "generator_variables"}
+  generator: explainers.Generator | None
 
 
 def load_workdir(workdir: str) -> Loaded:
@@ -50,8 +46,7 @@ def load_workdir(workdir: str) -> Loaded:
   workdir = workdir_lib.resolve(workdir)
   if workdir_lib.has_estimator(workdir):
     dre, classifier, variables, meta = workdir_lib.load_estimator(workdir)
-    return Loaded(workdir, classifier, meta,
-                  {"estimator": dre, "generator_variables": variables})
+    return Loaded(workdir, classifier, meta, explainers.Generator(dre, variables))
   directory = os.path.join(workdir, workdir_lib.CLASSIFIER_DIR)
   if not os.path.isdir(directory):
     raise FileNotFoundError(
@@ -60,58 +55,41 @@ def load_workdir(workdir: str) -> Loaded:
   return Loaded(workdir, classifier_dir.load_classifier(directory), None, None)
 
 
-def _objective(workdir: str) -> str | None:
-  """config.dre.objective recorded in a workdir's config.json (None if absent)."""
-  try:
-    with open(os.path.join(workdir, "config.json")) as f:
-      return json.load(f).get("dre", {}).get("objective")
-  except (OSError, ValueError):
-    return None
-
-
 def build_methods(names: list[str], explicit: bool, loaded: Loaded,
                   mgnet: Loaded | None, settings: dict[str, dict[str, Any]],
                   mesh) -> tuple[list[protocol_lib.Method], list[str]]:
   """(the methods to run, notes on methods left out).
 
-  Trained arrays are replicated over the mesh and bound; settings checked
-  against each method's (a TypeError names the known ones).
+  Each method is bound (`explainers.bind`) to the DRE generator of `loaded`
+  and the MGnet one of `mgnet` where it needs them, their arrays replicated
+  over the mesh; a method whose generator is missing is an error when asked
+  for (`explicit`), else left out with a note. Settings are checked against
+  each method's (a TypeError names the known ones).
   """
   unknown = sorted(set(settings) - set(explainers.names()))
   if unknown:
     raise ValueError(f"config.eval.settings names unknown explainers {unknown}; "
                      f"registered: {', '.join(explainers.names())}")
+  trained = dict(dre=loaded.generator, mgnet=mgnet.generator if mgnet else None)
+  replicated = {kind: None if g is None else explainers.Generator(
+      g.estimator, parallel.replicate(mesh, g.variables))
+                for kind, g in trained.items()}
   methods, notes = [], []
   for name in names:
-    m = explainers.method(name)
-    bound: dict[str, Any] = {}
-    if m.trained:
-      problem = None
-      if name in NEEDS_MGNET and mgnet is None:
-        problem = ("needs a generator trained with the MGnet objective: set "
-                   "config.eval.mgnet_workdir")
-      elif name not in ("mgnet",) and loaded.generator is None:
-        problem = f"needs a trained DRE estimator in {loaded.workdir}"
-      if problem:
-        if explicit:
-          raise ValueError(f"explainer {name!r} {problem}")
-        notes.append(f"{name} left out: it {problem}")
-        continue
-      if name == "mgnet":
-        bound = dict(mgnet.generator)
-      elif name == "dre+mgnet":
-        bound = {**loaded.generator,
-                 "mgnet_estimator": mgnet.generator["estimator"],
-                 "mgnet_variables": mgnet.generator["generator_variables"]}
-      else:
-        bound = dict(loaded.generator)
+    try:
+      bound = explainers.arguments(name, **trained)
+    except explainers.MissingGenerator as err:
+      problem = (f"{err} (evaluate.py takes the DRE generator from {loaded.workdir} "
+                 "and the MGnet one from config.eval.mgnet_workdir)")
+      if explicit:
+        raise ValueError(problem) from None
+      notes.append(f"{name} left out: {problem}")
+      continue
     arrays = {k: v for k, v in bound.items() if not _is_static(v)}
-    replicated = parallel.replicate(mesh, arrays)
-    fn = explainers.get(name, **{**bound, **replicated})
     chosen = explainers.check_settings(name, settings.get(name, {}))
     methods.append(protocol_lib.Method(
         name=name,
-        explain=lambda clf, x, t, key, _fn=fn, _s=chosen: _fn(clf, x, t, key, **_s),
+        explain=explainers.bind(name, **replicated, settings=chosen),
         settings=chosen,
         fingerprint=protocol_lib.tree_fingerprint(arrays) if arrays else "",
         revision=explainers.method(name).revision))
@@ -161,9 +139,10 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
   mgnet = None
   if e.mgnet_workdir:
     mgnet = load_workdir(e.mgnet_workdir)
-    if _objective(mgnet.workdir) not in (None, "mgnet"):
+    objective = workdir_lib.trained_objective(mgnet.workdir)
+    if objective not in (None, "mgnet"):
       raise ValueError(f"config.eval.mgnet_workdir={e.mgnet_workdir} was trained "
-                       f"with objective {_objective(mgnet.workdir)!r}, not 'mgnet'")
+                       f"with objective {objective!r}, not 'mgnet'")
     if (protocol_lib.classifier_fingerprint(mgnet.classifier)
         != protocol_lib.classifier_fingerprint(loaded.classifier)):
       raise ValueError(f"config.eval.mgnet_workdir={e.mgnet_workdir} explains "

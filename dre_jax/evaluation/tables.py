@@ -15,26 +15,22 @@ import json
 import sys
 from typing import Any, Callable, Sequence
 
-# Display names and Table 2's "number of sensitive hyper-parameters" and
-# "number of iterations per explanation" as the paper gives them.
-PAPER = {
-    "dre": ("DRE", "-", "1"), "mgnet": ("MGnet", "3", "1"),
-    "mpert": ("MPert", "2", "300"), "finv": ("FInv", "3", "80"),
-    "xpert": ("XPert", "-", "300"), "gcam": ("GCAM", "-", "1"),
-    "gcam++": ("GCAM++", "-", "1"), "vgrad": ("VGrad", "-", "1"),
-    "smgrad": ("SMGrad", "1", "50"), "itgrad": ("ITGrad", "-", "200"),
-    "dre+self": ("DRE+ (self-based)", "-", "1 + 33 forwards"),
-    "dre+mgnet": ("DRE+ (MGnet-based)", "-", "2"),
-}
+from dre_jax import explainers
 
 
 def display_name(method: str) -> str:
-  return PAPER[method][0] if method in PAPER else method
+  """The registry's display name (`Method.display`); the name itself if unknown."""
+  return explainers.method(method).display if method in explainers.names() else method
+
+
+def _table2(method: str) -> explainers.Table2 | None:
+  return explainers.method(method).table2 if method in explainers.names() else None
 
 
 def _order(methods: Sequence[str]) -> list[str]:
-  known = [m for m in PAPER if m in methods]
-  return known + sorted(m for m in methods if m not in PAPER)
+  """Table 2's rows first, in its order, then the others sorted."""
+  known = sorted((m for m in methods if _table2(m)), key=lambda m: _table2(m).row)
+  return known + sorted(m for m in methods if not _table2(m))
 
 
 def _columns(results: Sequence[dict[str, Any]]) -> list[tuple[str, str, int]]:
@@ -114,8 +110,8 @@ def render(results: Sequence[dict[str, Any]]) -> str:
       "",
       "| method | sensitive hyper-parameters (paper) | iterations per explanation (paper) |",
       "|---|---|---|",
-      *[f"| {display_name(m)} | {PAPER[m][1]} | {PAPER[m][2]} |"
-        for m in _order(list(first["methods"])) if m in PAPER],
+      *[f"| {display_name(m)} | {_table2(m).sensitive} | {_table2(m).iterations} |"
+        for m in _order(list(first["methods"])) if _table2(m)],
       "",
       _table("Tables 3 and 5: faithfulness M_F, normalised across methods "
              "(raw M_F in parentheses)", results,

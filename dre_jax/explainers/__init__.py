@@ -33,17 +33,27 @@ Methods (registry names are the paper's abbreviations), one module per family:
   finv                    `inversion`     Du, Liu, Song, Hu 2018
   mgnet, dre              `generators`    Dabkowski & Gal 2017 (objective: `mgnet`), DRE
 
-The trained methods (`dre`, `mgnet`, and DRE+ registered by the evaluation)
-need their generator: `fn, classifier = load("dre", DIR)` loads what `train.py`
-wrote to DIR and the classifier saved with it; `get("dre", workdir=DIR)` the
-function alone; `get("dre", estimator=dre, generator_variables=variables)` binds
-them directly. Register a new method with `@register(name, passes=..., reference=...)`
-on its explain function (trained ones also pass `load=`).
+The trained methods (`dre`, `mgnet`, and DRE+) need their generator:
+`fn = bind("dre", dre=Generator(estimator, variables))` binds what was trained
+(`Method.needs` says which generators: "dre", "mgnet" or both; a missing one
+raises `MissingGenerator`, naming what to train) and returns
+`fn(classifier, images, target, key)` with its settings (`settings=`) bound;
+`fn, classifier = load("dre", DIR)` loads what `train.py` wrote to DIR and the
+classifier saved with it; `get("dre", workdir=DIR)` the function alone.
+
+Each `Method` (`method(name)`) also carries its display name, its row of the
+paper's Table 2 (`table2`), whether its map is a "mask" or an "attribution"
+(`output`), and `quick_settings(name)`, its counts cut for tests and
+benchmarks. Register a new method with `@register(name, passes=...,
+reference=..., display=...)` on its explain function (trained ones also pass
+`needs=` and `load=`).
 """
 
-from dre_jax.explainers.registry import (Method, check_settings, default_config,
+from dre_jax.explainers.registry import (GENERATORS, OUTPUTS, Generator, Method,
+                                         MissingGenerator, Table2, arguments,
+                                         bind, check_settings, default_config,
                                          get, load, method, names, passes,
-                                         register)
+                                         quick_settings, register)
 from dre_jax.explainers import gradients  # noqa: F401  (vgrad, smgrad, itgrad)
 from dre_jax.explainers import cam  # noqa: F401  (gcam, gcam++)
 from dre_jax.explainers import mask_optimisation  # noqa: F401  (mpert, xpert)
@@ -51,5 +61,6 @@ from dre_jax.explainers import inversion  # noqa: F401  (finv)
 from dre_jax.explainers import generators  # noqa: F401  (dre, mgnet)
 from dre_jax.explainers import dre_plus  # noqa: F401  (dre+self, dre+mgnet)
 
-__all__ = ["Method", "check_settings", "default_config", "get", "load", "method",
-           "names", "passes", "register"]
+__all__ = ["GENERATORS", "OUTPUTS", "Generator", "Method", "MissingGenerator", "Table2",
+           "arguments", "bind", "check_settings", "default_config", "get", "load",
+           "method", "names", "passes", "quick_settings", "register"]

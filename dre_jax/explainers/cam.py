@@ -83,7 +83,8 @@ def _cam_passes(**_) -> float:
   return 1.0
 
 
-@registry.register("gcam", passes=_cam_passes,
+@registry.register("gcam", passes=_cam_passes, display="GCAM",
+                   table2=registry.Table2(6, "-", "1"),
                    reference="Selvaraju et al., ICCV 2017")
 def grad_cam(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
              key=None, *, tap: str | None = None, upsample: bool = True
@@ -102,7 +103,8 @@ def grad_cam(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
   return _cam(classifier, images, target, grad_cam_weights, tap, upsample)
 
 
-@registry.register("gcam++", passes=_cam_passes,
+@registry.register("gcam++", passes=_cam_passes, display="GCAM++",
+                   table2=registry.Table2(7, "-", "1"),
                    reference="Chattopadhay, Sarkar, Howlader & Balasubramanian, WACV 2018")
 def grad_cam_pp(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                 key=None, *, tap: str | None = None, upsample: bool = True

@@ -14,9 +14,8 @@ ranking, baseline (blur sigma 10, kernel 55) and tie-breaker are the metric's
 
 MGnet-based (`dre+mgnet`): M' = M_DRE x M_MGnet, the product of the masks of
 DRE and of an MGnet generator trained for the same classifier (two workdirs:
-bind both with `get("dre+mgnet", estimator=..., generator_variables=...,
-mgnet_estimator=..., mgnet_variables=...)`; `evaluate.py` does it from
-`config.eval.mgnet_workdir`).
+bind both with `bind("dre+mgnet", dre=..., mgnet=...)`; `evaluate.py` takes
+the MGnet one from `config.eval.mgnet_workdir`).
 """
 
 from __future__ import annotations
@@ -64,6 +63,9 @@ def _self_passes(num_steps: int = 32, **_) -> float:
 
 
 @registry.register("dre+self", passes=_self_passes, load=generators.load_generator,
+                   needs=("dre",), display="DRE+ (self-based)",
+                   table2=registry.Table2(11, "-", "1 + 33 forwards"),
+                   output="mask",
                    reference="the DRE paper (TPAMI), Sec. 4.4.1, self-based")
 def dre_plus_self(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                   key=None, *, estimator: DRE, generator_variables,
@@ -85,11 +87,13 @@ def _needs_two_workdirs(workdir: str) -> dict[str, Any]:
   raise TypeError(
       "dre+mgnet needs two trained generators (DRE and MGnet for the same "
       "classifier): evaluate.py takes the MGnet one from "
-      "config.eval.mgnet_workdir; in Python use get('dre+mgnet', estimator=..., "
-      "generator_variables=..., mgnet_estimator=..., mgnet_variables=...)")
+      "config.eval.mgnet_workdir; in Python use bind('dre+mgnet', "
+      "dre=Generator(...), mgnet=Generator(...))")
 
 
 @registry.register("dre+mgnet", passes=lambda **_: 2.0 / 3.0, load=_needs_two_workdirs,
+                   needs=("dre", "mgnet"), display="DRE+ (MGnet-based)",
+                   table2=registry.Table2(12, "-", "2"), output="mask",
                    reference="the DRE paper (TPAMI), Sec. 4.4.1, MGnet-based")
 def dre_plus_mgnet(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                    key=None, *, estimator: DRE, generator_variables,

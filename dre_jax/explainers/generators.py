@@ -3,8 +3,8 @@
 Both need the generator that `train.py` trained for this classifier:
 
     fn = explainers.get("dre", workdir="runs/cub_resnet")      # load_estimator
-    fn = explainers.get("mgnet", estimator=dre, generator_variables=variables)
-    saliency = fn(classifier, images, target)
+    fn = explainers.bind("mgnet", mgnet=explainers.Generator(dre, variables))
+    saliency = fn(classifier, images, target, None)
 
 or `explainers.load(name, workdir) -> (fn, classifier)` for the classifier saved
 with it. `estimator` is the `dre_jax.estimator.DRE` that holds the generator
@@ -47,7 +47,9 @@ def _check(estimator: DRE, classifier: Classifier, images: jnp.ndarray) -> None:
                      "it was trained for (explainers.load returns it)")
 
 
-@registry.register("dre", passes=_one_pass, load=load_generator,
+@registry.register("dre", passes=_one_pass, load=load_generator, needs=("dre",),
+                   display="DRE", table2=registry.Table2(1, "-", "1"),
+                   output="mask",
                    reference="the DRE paper (TPAMI), Eq. 9")
 def dre_explainer(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                   key=None, *, estimator: DRE, generator_variables) -> jnp.ndarray:
@@ -62,6 +64,8 @@ def dre_explainer(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarr
 
 
 @registry.register("mgnet", passes=_one_pass, load=load_generator,
+                   needs=("mgnet",), display="MGnet",
+                   table2=registry.Table2(2, "3", "1"), output="mask",
                    reference="Dabkowski & Gal, NeurIPS 2017")
 def mgnet_explainer(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                     key=None, *, estimator: DRE, generator_variables) -> jnp.ndarray:

@@ -91,7 +91,8 @@ def _vgrad_passes(**_) -> float:
   return 1.0
 
 
-@registry.register("vgrad", passes=_vgrad_passes,
+@registry.register("vgrad", passes=_vgrad_passes, display="VGrad",
+                   table2=registry.Table2(8, "-", "1"),
                    reference="Simonyan, Vedaldi & Zisserman, ICLR workshop 2014")
 def vanilla_gradient(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                      key=None, *, score: str = "logit", channels: str = "max_abs",
@@ -116,7 +117,9 @@ def _smgrad_passes(*, samples: int, **_) -> float:
   return float(samples)
 
 
-@registry.register("smgrad", passes=_smgrad_passes,
+@registry.register("smgrad", passes=_smgrad_passes, display="SMGrad",
+                   table2=registry.Table2(9, "1", "50"),
+                   quick=lambda samples, iterations: {"samples": samples},
                    reference="Smilkov, Thorat, Kim, Viegas & Wattenberg, 2017")
 def smooth_grad(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                 key=None, *, samples: int = 50, noise: float = 0.15,
@@ -180,7 +183,9 @@ def _itgrad_passes(*, steps: int, **_) -> float:
   return float(steps)
 
 
-@registry.register("itgrad", passes=_itgrad_passes,
+@registry.register("itgrad", passes=_itgrad_passes, display="ITGrad",
+                   table2=registry.Table2(10, "-", "200"),
+                   quick=lambda samples, iterations: {"steps": samples},
                    reference="Sundararajan, Taly & Yan, ICML 2017")
 def integrated_gradients(classifier: Classifier, images: jnp.ndarray,
                          target: jnp.ndarray, key=None, *, steps: int = 200,

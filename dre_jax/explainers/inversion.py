@@ -113,7 +113,15 @@ def _finv_passes(*, iterations: int, inversion_iterations: int, **_) -> float:
   return float(inversion_iterations + 2 * (iterations - inversion_iterations))
 
 
-@registry.register("finv", passes=_finv_passes,
+def _finv_quick(samples: int, iterations: int) -> dict:
+  del samples
+  return {"iterations": iterations,
+          "inversion_iterations": min(11, iterations // 2)}
+
+
+@registry.register("finv", passes=_finv_passes, display="FInv",
+                   table2=registry.Table2(4, "3", "80"), output="mask",
+                   quick=_finv_quick,
                    reference="Du, Liu, Song & Hu, KDD 2018")
 def feature_inversion(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                       key=None, *, iterations: int = 80, inversion_iterations: int = 11,

@@ -139,7 +139,9 @@ def _mpert_passes(*, iterations: int, **_) -> float:
   return float(iterations)
 
 
-@registry.register("mpert", passes=_mpert_passes,
+@registry.register("mpert", passes=_mpert_passes, display="MPert",
+                   table2=registry.Table2(3, "2", "300"), output="mask",
+                   quick=lambda samples, iterations: {"iterations": iterations},
                    reference="Fong & Vedaldi, ICCV 2017")
 def meaningful_perturbation(classifier: Classifier, images: jnp.ndarray,
                             target: jnp.ndarray, key=None, *, iterations: int = 300,
@@ -354,7 +356,9 @@ def _xpert_passes(*, iterations: int, areas, **_) -> float:
 
 
 # revision 2: the masks' canvas margin (`xpert_margin`, 2026-12-02).
-@registry.register("xpert", passes=_xpert_passes,
+@registry.register("xpert", passes=_xpert_passes, display="XPert",
+                   table2=registry.Table2(5, "-", "300"),
+                   quick=lambda samples, iterations: {"iterations": iterations},
                    reference="Fong, Patrick & Vedaldi, ICCV 2019", revision=2)
 def extremal_perturbation(classifier: Classifier, images: jnp.ndarray,
                           target: jnp.ndarray, key=None, *,

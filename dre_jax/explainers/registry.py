@@ -1,4 +1,4 @@
-"""The registry of explainers: register / get / names, as `dre_jax.models.registry`.
+"""The registry of explainers: register / get / bind / names, as `dre_jax.models.registry`.
 
 A method is registered with its explain function
 
@@ -8,22 +8,74 @@ whose keyword-only arguments ARE its settings: their defaults are the original
 papers' values (each function's docstring gives the source of each default),
 `default_config(name)` returns them as an `ml_collections.ConfigDict`, and an
 unknown setting raises a `TypeError` that names the known ones. Methods that
-need trained generator variables (DRE, MGnet, DRE+) register a `load` function
-as well; `get(name, workdir=...)` or `get(name, **variables)` binds them.
+need trained generator variables (DRE, MGnet, DRE+) say which generators they
+need (`needs`) and register a `load` function as well; `bind(name, dre=...,
+mgnet=..., settings=...)` binds what was trained, `get(name, workdir=...)` or
+`get(name, **arguments)` the explain function's own arguments.
+
+Everything else about a method is registered with it too: its display name, its
+row of the DRE paper's Table 2, whether its map is a mask or an attribution,
+and the settings that make it quick for tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from dre_jax import validation
 from dre_jax.classifier import Classifier
+
+# The trained generators a method can need, by the stage-2 objective they were
+# trained with (`config.dre.objective`), and how to train each.
+GENERATORS = {
+    "dre": "a DRE generator (train.py with config.dre.objective='dre', the default)",
+    "mgnet": ("a generator trained with the MGnet objective (train.py "
+              "--config=configs/mgnet.py, config.dre.objective='mgnet')"),
+}
+
+# What a method's map is (`Method.output`).
+OUTPUTS = ("mask", "attribution")
+
+
+class Generator(NamedTuple):
+  """A trained generator: what `dre_jax.io.load_estimator` loads from a workdir.
+
+  estimator: the `dre_jax.estimator.DRE` that holds the generator module;
+  variables: its variables.
+  """
+
+  estimator: Any
+  variables: Any
+
+
+class Table2(NamedTuple):
+  """A method's row of the DRE paper's Table 2, as the paper prints it.
+
+  row: its position in the table (DRE+, not in the paper's table, after the
+  ten); sensitive: the number of sensitive hyper-parameters ("-" for none);
+  iterations: the number of iterations per explanation.
+  """
+
+  row: int
+  sensitive: str
+  iterations: str
+
+
+class MissingGenerator(ValueError):
+  """`bind` was not given a generator that the method needs."""
+
+  def __init__(self, name: str, missing: tuple[str, ...]):
+    self.name, self.missing = name, missing
+    super().__init__(
+        f"explainer {name!r} needs "
+        + " and ".join(f"{GENERATORS[g]}, given as {g}=" for g in missing))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +94,20 @@ class Method:
       `explain` takes before its settings (e.g. the generator variables), and
       optionally "classifier" (the classifier saved with them, returned by
       `load(name, workdir)`); None for methods that need nothing trained.
-    bound: names of those arguments (read from `explain`'s signature).
+    revision: raised when a change to the code changes the method's maps (the
+      evaluation's cache keys include it).
+    display: the name tables and figures show ("GCAM++").
+    table2: its row of the paper's Table 2, or None.
+    output: "mask", a map in [0, 1] on an absolute scale (1 = relevant; shown
+      as it is), or "attribution", a relevance score on the method's own scale.
+    needs: the trained generators `bind` binds (keys of GENERATORS), in the
+      order of `explain`'s bound arguments, two per generator (its estimator,
+      then its variables).
+    quick: `quick(samples, iterations) -> settings` with the method's counts
+      cut (samples or steps, optimisation iterations), for tests and
+      benchmarks; None for a method without counts.
+    bound: names of the arguments `explain` takes before its settings (read
+      from `explain`'s signature).
   """
 
   name: str
@@ -51,6 +116,11 @@ class Method:
   reference: str
   load: Callable[[str], dict[str, Any]] | None = None
   revision: int = 1
+  display: str = ""
+  table2: Table2 | None = None
+  output: str = "attribution"
+  needs: tuple[str, ...] = ()
+  quick: Callable[[int, int], dict[str, Any]] | None = None
 
   @property
   def bound(self) -> tuple[str, ...]:
@@ -76,18 +146,34 @@ _REGISTRY: dict[str, Method] = {}
 
 def register(name: str, *, passes: Callable[..., float], reference: str,
              load: Callable[[str], dict[str, Any]] | None = None,
-             revision: int = 1):
+             revision: int = 1, display: str = "", table2: Table2 | None = None,
+             output: str = "attribution", needs: tuple[str, ...] = (),
+             quick: Callable[[int, int], dict[str, Any]] | None = None):
   """Decorator: `@register("vgrad", passes=..., reference=...)` on an explain function.
 
   revision: raise it when a change to the code changes the method's maps; the
   evaluation's cache keys include it, so results cached before are not reused.
+  The other arguments are the `Method`'s attributes (display defaults to name).
   """
 
   def decorate(explain):
     if name in _REGISTRY:
       raise ValueError(f"explainer {name!r} is registered twice")
-    _REGISTRY[name] = Method(name=name, explain=explain, passes=passes,
-                             reference=reference, load=load, revision=revision)
+    m = Method(name=name, explain=explain, passes=passes, reference=reference,
+               load=load, revision=revision, display=display or name,
+               table2=table2, output=output, needs=tuple(needs), quick=quick)
+    if output not in OUTPUTS:
+      raise ValueError(f"explainer {name!r}: output must be one of {OUTPUTS}, "
+                       f"got {output!r}")
+    unknown = sorted(set(m.needs) - set(GENERATORS))
+    if unknown:
+      raise ValueError(f"explainer {name!r} needs unknown generators {unknown}; "
+                       f"known: {', '.join(GENERATORS)}")
+    if m.needs and len(m.bound) != 2 * len(m.needs):
+      raise ValueError(f"explainer {name!r} needs {list(m.needs)}: its explain "
+                       "function must take an estimator and variables for "
+                       f"each, got {list(m.bound)}")
+    _REGISTRY[name] = m
     return explain
 
   return decorate
@@ -203,6 +289,68 @@ def load(name: str, workdir: str):
     raise ValueError(f"the loader of {name!r} returned no classifier; use "
                      f"get({name!r}, workdir=...) with your classifier")
   return get(name, **loaded), classifier
+
+
+def quick_settings(name: str, samples: int = 4, iterations: int = 12
+                   ) -> dict[str, Any]:
+  """The settings of `name` with its counts cut, for tests and benchmarks.
+
+  samples: SmoothGrad's samples and Integrated Gradients' steps; iterations:
+  the optimisation iterations of MPert, XPert and FInv. {} for a method
+  without counts (one pass each).
+  """
+  m = method(name)
+  return {} if m.quick is None else dict(m.quick(samples, iterations))
+
+
+def arguments(name: str, *, dre: Generator | None = None,
+              mgnet: Generator | None = None) -> dict[str, Any]:
+  """The arguments `name`'s explain function takes before its settings.
+
+  dre, mgnet: the trained generators (`Generator`, or an (estimator, variables)
+  pair), each bound where the method needs it (`Method.needs`); one it does not
+  need is ignored. Raises `MissingGenerator` (naming what to train) for one
+  that it needs and is not given.
+  """
+  m = method(name)
+  given = {"dre": dre, "mgnet": mgnet}
+  missing = tuple(g for g in m.needs if given[g] is None)
+  if missing:
+    raise MissingGenerator(name, missing)
+  if m.trained and not m.needs:
+    raise TypeError(f"explainer {name!r} binds no generator; use get({name!r}, "
+                    f"workdir=...) or get({name!r}, "
+                    f"{', '.join(f'{b}=...' for b in m.bound)})")
+  bound = {}
+  for i, kind in enumerate(m.needs):
+    bound[m.bound[2 * i]], bound[m.bound[2 * i + 1]] = given[kind]
+  return bound
+
+
+def bind(name: str, *, dre: Generator | None = None,
+         mgnet: Generator | None = None,
+         settings: dict[str, Any] | None = None):
+  """The explainer `name` ready to run: `fn(classifier, images, target, key)`.
+
+  dre, mgnet: what was trained (`Generator`s, e.g. from a workdir's
+  `dre_jax.io.load_estimator`), bound where the method needs them
+  (`arguments`; a missing one raises `MissingGenerator`, a ValueError naming
+  what to train); settings: checked against the method's (a TypeError names
+  the known ones), the rest at their defaults. `fn` is `get`'s function with
+  these bound: pure and jittable with the classifier as an argument.
+  """
+  settings = check_settings(name, dict(settings or {}))
+  fn = get(name, **arguments(name, dre=_as_jax(dre), mgnet=_as_jax(mgnet)))
+  return functools.partial(fn, **settings)
+
+
+def _as_jax(generator: Generator | None) -> Generator | None:
+  """The generator with jax arrays (numpy leaves closed over would be indexed
+  by tracers inside jit); jax arrays, replicated ones too, stay as they are."""
+  if generator is None:
+    return None
+  estimator, variables = generator
+  return Generator(estimator, jax.tree.map(jnp.asarray, variables))
 
 
 # --------------------------------------------------------------------------

@@ -89,6 +89,16 @@ def has_estimator(workdir: str | os.PathLike) -> bool:
                                      ESTIMATOR_FILE))
 
 
+def trained_objective(workdir: str | os.PathLike) -> str | None:
+  """The stage-2 objective recorded in config.json (`config.dre.objective`):
+  "dre" or "mgnet"; None when config.json or the field is absent."""
+  try:
+    with open(os.path.join(resolve(workdir), "config.json")) as f:
+      return json.load(f).get("dre", {}).get("objective")
+  except (OSError, ValueError):
+    return None
+
+
 def _repair(workdir: str) -> str:
   return (f"delete {os.path.join(workdir, ESTIMATOR_DIR)} and rerun train.py "
           f"with --workdir={workdir} (the finished stages are kept)")

@@ -301,16 +301,12 @@ def part_models(args, which: str) -> list:
 
 
 def explainer_settings(name: str, quick: bool, chunk: int) -> dict:
+  """`chunk` classifier images per pass; with `quick`, the counts cut to 4
+  samples or steps and 3 iterations (`explainers.quick_settings`)."""
   from dre_jax import explainers
-  defaults = explainers.method(name).defaults
-  s = {}
-  if "batch_size" in defaults:
+  s = explainers.quick_settings(name, samples=4, iterations=3) if quick else {}
+  if "batch_size" in explainers.method(name).defaults:
     s["batch_size"] = chunk
-  if quick:
-    for k, v in (("iterations", 3), ("samples", 4), ("steps", 4),
-                 ("inversion_iterations", 2)):
-      if k in defaults:
-        s[k] = v
   return s
 
 
@@ -340,16 +336,14 @@ def part_explainers(args) -> list:
     jobs = {("forward_input_grad", n): (forward_input_grad, (classifier, images)),
             ("forward_input_grad", 1): (forward_input_grad, (classifier, images[:1]))}
     settings = {}
+    # The random generator stands for both kinds (the cost is the same).
+    trained = dict(dre=explainers.Generator(dre, generator),
+                   mgnet=explainers.Generator(dre, generator))
     for name in names:
-      m = explainers.method(name)
-      bound = ({"estimator": dre, "generator_variables": generator}
-               if m.trained else {})
-      if set(m.bound) - set(bound):
-        continue  # a trained method this benchmark cannot bind (e.g. dre+self)
       for b in (n, 1):
         s = explainer_settings(name, args.quick, args.chunk if b > 1 else 64)
         settings[(name, b)] = s
-        fn = functools.partial(explainers.get(name, **bound), **s)
+        fn = explainers.bind(name, **trained, settings=s)
         jobs[(name, b)] = (fn, (classifier, images[:b], target[:b], key))
     big = args.explainer_big_batch
     if big:
@@ -358,11 +352,8 @@ def part_explainers(args) -> list:
       jobs[("forward_input_grad", big)] = (forward_input_grad, (classifier, images_big))
       for name in names:
         if (name, n) in jobs and explainers.passes(name, **settings[(name, n)]) < 100:
-          m = explainers.method(name)
-          bound = ({"estimator": dre, "generator_variables": generator}
-                   if m.trained else {})
           settings[(name, big)] = settings[(name, n)]
-          fn = functools.partial(explainers.get(name, **bound), **settings[(name, n)])
+          fn = explainers.bind(name, **trained, settings=settings[(name, n)])
           jobs[(name, big)] = (fn, (classifier, images_big, target_big, key))
     log(f"explainers {arch}: compiling {len(jobs)} programs")
     t0 = time.perf_counter()

@@ -64,12 +64,11 @@ def main(argv=None) -> int:
     programs["stage1_step"] = (functools.partial(
         steps.embeddings_step, dre=dre, schedule=schedule, fake_prob=0.5, seed=0),
         (state1, batch, classifier))
+    trained = explainers.Generator(dre, generator)  # both kinds: same cost
     for name in ("vgrad", "gcam", "gcam++", "dre", "mgnet"):
-      m = explainers.method(name)
-      bound = ({"estimator": dre, "generator_variables": generator}
-               if m.trained else {})
-      programs[f"explainer_{name}"] = (explainers.get(name, **bound),
-                                       (classifier, images, target, None))
+      programs[f"explainer_{name}"] = (
+          explainers.bind(name, dre=trained, mgnet=trained),
+          (classifier, images, target, None))
     counts = {}
     for name, (fn, a) in programs.items():
       c = jax.jit(fn).lower(*a).compile().cost_analysis()
