@@ -23,6 +23,7 @@ from dre_jax import explainers
 from dre_jax import parallel
 from dre_jax.data import pipelines
 from dre_jax.classifier import Classifier
+from dre_jax.evaluation import cache as cache_lib
 from dre_jax.evaluation import config as eval_config
 from dre_jax.evaluation import data as eval_data
 from dre_jax.evaluation import protocol as protocol_lib
@@ -71,7 +72,7 @@ def _objective(workdir: str) -> str | None:
 
 def build_methods(names: list[str], explicit: bool, loaded: Loaded,
                   mgnet: Loaded | None, settings: dict[str, dict[str, Any]],
-                  mesh) -> tuple[list[protocol_lib.Method], list[str]]:
+                  mesh) -> tuple[list[protocol_lib.EvalMethod], list[str]]:
   """(the methods to run, notes on methods left out).
 
   Trained arrays are replicated over the mesh and bound; settings checked
@@ -109,11 +110,11 @@ def build_methods(names: list[str], explicit: bool, loaded: Loaded,
     replicated = parallel.replicate(mesh, arrays)
     fn = explainers.get(name, **{**bound, **replicated})
     chosen = explainers.check_settings(name, settings.get(name, {}))
-    methods.append(protocol_lib.Method(
+    methods.append(protocol_lib.EvalMethod(
         name=name,
         explain=lambda clf, x, t, key, _fn=fn, _s=chosen: _fn(clf, x, t, key, **_s),
         settings=chosen,
-        fingerprint=protocol_lib.tree_fingerprint(arrays) if arrays else "",
+        fingerprint=cache_lib.tree_fingerprint(arrays) if arrays else "",
         revision=explainers.method(name).revision))
   return methods, notes
 
@@ -164,8 +165,8 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
     if _objective(mgnet.workdir) not in (None, "mgnet"):
       raise ValueError(f"config.eval.mgnet_workdir={e.mgnet_workdir} was trained "
                        f"with objective {_objective(mgnet.workdir)!r}, not 'mgnet'")
-    if (protocol_lib.classifier_fingerprint(mgnet.classifier)
-        != protocol_lib.classifier_fingerprint(loaded.classifier)):
+    if (cache_lib.classifier_fingerprint(mgnet.classifier)
+        != cache_lib.classifier_fingerprint(loaded.classifier)):
       raise ValueError(f"config.eval.mgnet_workdir={e.mgnet_workdir} explains "
                        f"another classifier than {workdir}; train MGnet for the "
                        "same classifier (config.model.checkpoint=<workdir>/classifier)")
@@ -215,8 +216,8 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
   dirs = protocol_lib.run(loaded.classifier, methods, sample, source, cache,
                           protocol, labels_match=labels_match,
                           max_shards=max_shards, mesh=mesh, progress=progress)
-  per_method, common = protocol_lib.collect(dirs, [m.name for m in methods],
-                                            sample, protocol, max_shards)
+  per_method, common = cache_lib.collect(dirs, [m.name for m in methods],
+                                         sample, protocol, max_shards)
   summary, per_image = results_lib.summarise(
       per_method, common, labels_match=labels_match,
       settings={m.name: m.settings for m in methods})
