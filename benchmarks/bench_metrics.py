@@ -70,23 +70,21 @@ import jax
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax import explainers
-from dre_jax.evaluation import data, protocol
-n, cache, data_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+from dre_jax.evaluation import cache, data, protocol
+n, cache_dir, data_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 name, split, size = "tuxpaint_composites/coarse_224", "train", 64
 clf = Classifier.init("tiny_cnn", jax.random.key(0), num_classes=14, image_size=size)
 dre = DRE.create("tiny_cnn", 14)
 gen = dre.init_generator(jax.random.key(1), clf, size)
 fns = {"dre": explainers.get("dre", estimator=dre, generator_variables=gen),
        "vgrad": explainers.get("vgrad")}
-methods = [protocol.Method(k, lambda c, x, t, key, _f=f: _f(c, x, t, key))
+methods = [protocol.EvalMethod(k, lambda c, x, t, key, _f=f: _f(c, x, t, key))
            for k, f in fns.items()]
 sample = protocol.make_sample(data.split_size(name, split, data_dir), n, seed=0)
 source = data.tfds_source(name, split, image_size=size, data_dir=data_dir)
 p = protocol.Protocol(batch_size=16, shard_size=128)
-protocol.run(clf, methods, sample, source, cache, p, progress=False)
-per_method, _ = protocol.collect(protocol.cache_dirs(
-    cache, methods, protocol.classifier_fingerprint(clf), sample, p),
-    [m.name for m in methods], sample, p)
+dirs = protocol.run(clf, methods, sample, source, cache_dir, p, progress=False)
+per_method, _ = cache.collect(dirs, [m.name for m in methods], sample, p)
 print("RESULT", json.dumps({
     "images": len(per_method["dre"]["faithfulness"]),
     "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -11,7 +11,8 @@ of the photo's sides). At each size S the photo and its box go through the
 same resize (shorter side S / 0.875) and centre crop as `explain.py`, each
 method explains the classifier's prediction, and the script reports, per
 method and photo: M_E (Eq. 11) against the box, raw M_F (Eq. 10, 32 steps,
-the evaluation protocol's blur and tie-breaker), the maps' skewness and the
+the evaluation protocol's blur and tie-breaker), the maps' skewness (all three
+from `dre_jax.evaluation.scoring`; NaN for a map that is not finite) and the
 share of the map's mass inside the box. The same numbers on the first
 `--composites` test composites at each size (exact boxes) put the photos
 beside the domain DRE was trained on. Writes `<out>/natural_photos.md`,
@@ -32,7 +33,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dre_jax import cli  # noqa: E402
 from dre_jax import images as images_lib  # noqa: E402
-from dre_jax import metrics  # noqa: E402
+from dre_jax.evaluation import protocol  # noqa: E402
+from dre_jax.evaluation import scoring  # noqa: E402
+
+# The evaluation protocol's scoring at its defaults: 32 steps, its blur and tie-breaker.
+PROTOCOL = protocol.Protocol(num_steps=32, steps_per_call=4)
 
 ROOTS = {
     "skimage": lambda: os.path.dirname(__import__("skimage.data").data.__file__),
@@ -89,17 +94,15 @@ def load_composites(count: int, size: int, data_dir: str | None):
 
 
 def score(model, maps, images, boxes, targets) -> dict[str, np.ndarray]:
-  """Per-image M_E, raw M_F, skewness and the map's mass inside the box."""
+  """Per-image M_E, raw M_F, skewness (the evaluation's `scoring`) and the
+  map's mass inside the box."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  curve = metrics.insertion_curve(model.classifier.probability, jnp.asarray(images),
-                                  jnp.asarray(maps), jnp.asarray(targets),
-                                  num_steps=32, steps_per_call=4)
+  metrics = scoring.score(model.classifier, jnp.asarray(images), jnp.asarray(maps),
+                          jnp.asarray(targets), jnp.asarray(boxes), protocol=PROTOCOL)
   m = np.maximum(maps - maps.min(axis=(1, 2), keepdims=True), 0)
   return {
-      "explainability": np.asarray(metrics.explainability(jnp.asarray(maps),
-                                                          jnp.asarray(boxes))),
-      "faithfulness": np.asarray(metrics.faithfulness(curve)),
-      "skewness": np.asarray(metrics.skewness(jnp.asarray(maps))),
+      **{k: np.asarray(metrics[k]) for k in ("explainability", "faithfulness",
+                                             "skewness")},
       "mass_in_box": (m * boxes).sum(axis=(1, 2)) / np.maximum(m.sum(axis=(1, 2)), 1e-12),
       "box_share": boxes.mean(axis=(1, 2)),
   }

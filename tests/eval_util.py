@@ -220,15 +220,16 @@ def protocol_inputs(num_images: int = 20, size: int = SIZE):
     # The box is where the bright square is: pixels brighter than the noise.
     return (jnp.min(x, axis=-1) > 0.6).astype(jnp.float32)
 
-  methods = [protocol.Method("centre", centre_map), protocol.Method("random", random_map),
-             protocol.Method("box", box_map)]
+  methods = [protocol.EvalMethod("centre", centre_map),
+             protocol.EvalMethod("random", random_map),
+             protocol.EvalMethod("box", box_map)]
   return clf, arrays, methods
 
 
 def run_protocol(cache_dir: str, num_images: int = 20, max_shards=None,
                  mesh=None, **overrides):
-  """protocol.run + collect + summarise on `protocol_inputs` -> (summary, per_image)."""
-  from dre_jax.evaluation import protocol, results  # pylint: disable=import-outside-toplevel
+  """protocol.run + cache.collect + summarise on `protocol_inputs` -> (summary, per_image)."""
+  from dre_jax.evaluation import cache, protocol, results  # pylint: disable=import-outside-toplevel
   clf, arrays, methods = protocol_inputs(num_images)
   sample = protocol.make_sample(num_images + 7, num_images=num_images, seed=5)
   padded = {k: np.concatenate([v, v[:7]]) for k, v in arrays.items()}
@@ -236,6 +237,6 @@ def run_protocol(cache_dir: str, num_images: int = 20, max_shards=None,
   dirs = protocol.run(clf, methods, sample, protocol.array_source(padded),
                       cache_dir, p, max_shards=max_shards, mesh=mesh,
                       progress=False)
-  per_method, common = protocol.collect(dirs, [m.name for m in methods], sample,
-                                        p, max_shards)
+  per_method, common = cache.collect(dirs, [m.name for m in methods], sample,
+                                     p, max_shards)
   return results.summarise(per_method, common, labels_match=True)

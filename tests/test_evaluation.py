@@ -28,6 +28,7 @@ from sklearn.metrics import average_precision_score
 import eval_util
 from dre_jax import metrics
 from dre_jax import perturbation
+from dre_jax.evaluation import cache
 from dre_jax.evaluation import protocol
 
 NUM_IMAGES = 20
@@ -141,20 +142,16 @@ def test_changed_settings_use_other_shards(tmp_path):
 
 def test_cache_keys_follow_the_explainer_revision():
   """A method's registered revision (raised when a fix changes its maps) is in
-  its cache key, so shards cached before the fix are not reused; revision 1
-  keeps the key it had before revisions existed; xpert is at 2 (its margin)."""
+  its cache key, so shards cached before the fix are not reused; xpert is at 2
+  (its margin)."""
   from dre_jax import explainers
   sample = protocol.Sample(positions=np.arange(4), description={"split": "test"})
   proto = protocol.Protocol()
   def key(revision):
-    m = protocol.Method(name="xpert", explain=None, settings={"iterations": 300},
-                        revision=revision)
-    return protocol.cache_dirs("/c", [m], "clf", sample, proto)["xpert"]
+    m = protocol.EvalMethod(name="xpert", explain=None,
+                            settings={"iterations": 300}, revision=revision)
+    return cache.cache_dirs("/c", [m], "clf", sample, proto)["xpert"]
   assert key(1) != key(2) and key(2) == key(2)
-  spec = protocol._spec(protocol.Method(name="xpert", explain=None,
-                                        settings={"iterations": 300}),
-                        "clf", sample, proto)
-  assert "revision" not in spec["method"]
   assert explainers.method("xpert").revision == 2
   assert explainers.method("gcam").revision == 1
 

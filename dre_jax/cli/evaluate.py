@@ -24,7 +24,6 @@ dre-train (--coordinator_address, --num_processes, --process_id, or a detected
 TPU pod / SLURM / Open MPI job). Needs the `train` extra (TensorFlow, TFDS).
 """
 
-import json
 import os
 
 from absl import app
@@ -36,6 +35,7 @@ from ml_collections import config_flags
 from dre_jax import cli
 from dre_jax import parallel
 from dre_jax.evaluation import config as eval_config
+from dre_jax.evaluation import tables
 from dre_jax.evaluation import workdir_config
 from dre_jax.io import workdir as workdir_lib
 
@@ -75,28 +75,6 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 flags.mark_flags_as_required(["workdir"])
 
 
-def _summary_line(results) -> str:
-  """The quickstart's line: N images, DRE's (or the first method's) metrics."""
-  methods = results["methods"]
-  name = "dre" if "dre" in methods else next(iter(methods))
-  m = methods[name]
-  summary = {k: round(m[k], 2) for k in ("faithfulness", "explainability",
-                                         "skewness") if m[k] is not None}
-  who = "" if name == "dre" else f" ({name})"
-  return (f"[evaluate] {results['num_images']} images of {results['dataset']}/"
-          f"{results['split']}{who}: {json.dumps(summary)}")
-
-
-def _print_methods(results) -> None:
-  print(f"[evaluate] {'method':<10} {'M_F':>7} {'M_F norm':>8} {'M_E':>7} "
-        f"{'skew':>6} {'s/img':>8}")
-  fmt = lambda v, w, d=2: f"{v:>{w}.{d}f}" if v is not None else f"{'-':>{w}}"  # noqa: E731
-  for name, m in results["methods"].items():
-    print(f"[evaluate] {name:<10} {fmt(m['faithfulness'], 7)} "
-          f"{fmt(m['faithfulness_normalised'], 8)} {fmt(m['explainability'], 7)} "
-          f"{fmt(m['skewness'], 6)} {fmt(m['seconds_per_image'], 8, 4)}")
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -124,8 +102,8 @@ def main(argv):
     all_results.append(results)
     if jax.process_index() != 0:
       continue
-    _print_methods(results)
-    print(_summary_line(results))
+    for line in tables.summary_lines(results):
+      print(line)
     if "report" in results:
       print(f"[evaluate] wrote {results['report']}/ (results.json, tables.md, "
             "per_image.npz, figures/)")

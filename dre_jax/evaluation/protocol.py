@@ -1,30 +1,23 @@
 """The comparison protocol (paper Sec. 4.1-4.2): every method on the same images.
 
     sample = make_sample(split_size, num_images=2000, seed=0)   # sorted positions
-    run(classifier, methods, sample, source, cache_dir, Protocol(...))
-    per_method, common = collect(cache_dir, methods, sample, protocol)
+    dirs = run(classifier, methods, sample, source, cache_dir, Protocol(...))
+    per_method, common = cache.collect(dirs, names, sample, protocol)
 
 The sample is a seeded random subset of the split's positions (the paper's
 10,000 ImageNet validation and 2,000 CUB test images), cut into shards of
 `shard_size` images. For every shard the images are read once; the explained
 class t is the classifier's prediction (argmax); then each method explains the
-shard (timed, compiled ahead) and is scored:
+shard (timed, compiled ahead) and is scored with every metric of
+`scoring.METRICS` (M_F of Eq. 10 with the tie-breaker, and on the first
+`tie_break_effect_images` images also without it; M_E of Eq. 11 where the
+batches carry box masks; the maps' skewness and tied fraction).
 
-* the insertion curve Q_0..Q_m and M_F (Eq. 10) with the tie-breaker, and on
-  the first `tie_break_effect_images` images also without it;
-* M_E (Eq. 11) where the batches carry box masks;
-* the maps' skewness (moment and median coefficients) and tied fraction.
-
-Each (method, shard) result is one `.npz` written atomically under
-`cache_dir/<method>-<fingerprint>/`, where the fingerprint covers everything
-that changes the numbers (the method, its settings, its trained arrays, the
-classifier, the sample, the protocol). A run killed at any point restarts with
-the same command, skips the finished files and ends with the same numbers: the
-random methods' keys depend only on (seed, method, shard, batch). The
-fingerprint covers the code only through each explainer's registered
-`revision` (raised when a fix changes its maps, e.g. XPert's canvas margin):
-after changing an explainer without raising it (or the metrics), delete its
-directories (or the whole cache) to recompute.
+Each (method, shard) result is one file of the resumable cache (`cache`:
+fingerprinted directories, one atomically written `.npz` per shard). A run
+killed at any point restarts with the same command, skips the finished files
+and ends with the same numbers: the random methods' keys depend only on (seed,
+method, shard, batch).
 
 Devices and hosts: the batch is split over one mesh of all devices
 (`dre_jax.parallel`); every process reads the same shard and feeds its rows
@@ -35,11 +28,7 @@ process 0 writes them.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
 import math
-import os
 import time
 import zlib
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -48,18 +37,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dre_jax import atomic
 from dre_jax import metrics
 from dre_jax import parallel
 from dre_jax.classifier import Classifier
-
-SHARD_FILE = "shard-{:05d}.npz"
-COMMON = "common"  # per-sample, method-independent data (targets, figure images)
-
-# Per-image arrays of a method's shard file (besides the figure maps).
-PER_IMAGE = ("index", "target", "label", "curve", "faithfulness",
-             "faithfulness_untied", "explainability", "skewness",
-             "median_skewness", "tied_fraction", "finite")
+from dre_jax.evaluation import cache
+from dre_jax.evaluation import scoring
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,8 +87,9 @@ class Protocol:
 
 
 @dataclasses.dataclass(frozen=True)
-class Method:
-  """One explainer as the protocol runs it.
+class EvalMethod:
+  """One explainer as the protocol runs it: bound to its trained arrays and
+  settings (`dre_jax.explainers.Method` is the registered explainer).
 
   explain: (classifier, images [N, H, W, 3], target [N], key) -> [N, H, W],
     jittable, its settings bound; settings: recorded with the results;
@@ -170,98 +153,12 @@ def array_source(arrays: dict[str, np.ndarray]):
   return source
 
 
-def tree_fingerprint(*trees) -> str:
-  """A short hash of the arrays of pytrees and their paths: identifies weights.
-
-  The same in every process and every run (no object ids or reprs).
-  """
-  digest = hashlib.sha256()
-  for tree in trees:
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-      leaf = np.asarray(leaf)
-      digest.update(f"{jax.tree_util.keystr(path)}{leaf.dtype}{leaf.shape}".encode())
-      digest.update(np.ascontiguousarray(leaf).tobytes())
-  return digest.hexdigest()[:16]
-
-
-def classifier_fingerprint(classifier: Classifier) -> str:
-  """The classifier's architecture, preprocessing and weights, hashed."""
-  return (f"{classifier.spec.name}-{_hash([classifier.mean, classifier.std])}-"
-          f"{tree_fingerprint(classifier.variables)}")
-
-
-def _hash(value: Any) -> str:
-  text = json.dumps(value, sort_keys=True, default=str)
-  return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-def _spec(method: Method | None, classifier_id: str, sample: Sample,
-          protocol: Protocol) -> dict[str, Any]:
-  spec = {"classifier": classifier_id, "protocol": protocol.fingerprint(),
-          "sample": sample.description,
-          "positions": hashlib.sha256(sample.positions.tobytes()).hexdigest()[:16]}
-  if method is not None:
-    spec["method"] = {"name": method.name, "settings": method.settings,
-                      "fingerprint": method.fingerprint}
-    if method.revision != 1:  # revision 1 keeps the keys of caches made before revisions
-      spec["method"]["revision"] = method.revision
-  return spec
-
-
-def cache_dirs(cache_dir: str, methods: Sequence[Method], classifier_id: str,
-               sample: Sample, protocol: Protocol) -> dict[str, str]:
-  """{method name or COMMON: its shard directory}, named by a fingerprint."""
-  out = {COMMON: os.path.join(
-      cache_dir, f"{COMMON}-{_hash(_spec(None, classifier_id, sample, protocol))}")}
-  for m in methods:
-    out[m.name] = os.path.join(
-        cache_dir, f"{m.name}-{_hash(_spec(m, classifier_id, sample, protocol))}")
-  return out
-
-
-def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-  buffer = io.BytesIO()
-  np.savez(buffer, **arrays)
-  atomic.write_atomic(path, buffer.getvalue())
-
-
-def _load_npz(path: str) -> dict[str, np.ndarray]:
-  try:
-    with np.load(path) as f:
-      return {k: f[k] for k in f.files}
-  except (OSError, ValueError, EOFError) as e:
-    raise ValueError(f"{path} is damaged ({e}); delete it and rerun to "
-                     "recompute that shard") from None
-
-
 def _key(seed: int, counter: jnp.ndarray) -> jax.Array:
   """The random key of (method, shard, batch): independent of devices and resumes."""
   key = jax.random.key(seed)
   for i in range(3):
     key = jax.random.fold_in(key, counter[i])
   return key
-
-
-def _score(classifier: Classifier, images, saliency, target, box_mask, *,
-           protocol: Protocol, untied: bool):
-  """Per-image metrics of one batch of maps (jitted; `untied` is static)."""
-  curve_of = lambda tb: metrics.insertion_curve(  # noqa: E731
-      classifier.probability, images, saliency, target,
-      num_steps=protocol.num_steps, steps_per_call=protocol.steps_per_call,
-      tie_break=tb)
-  curve = curve_of(protocol.tie_break)
-  out = {"curve": curve, "faithfulness": metrics.faithfulness(curve),
-         "skewness": metrics.skewness(saliency),
-         "median_skewness": metrics.median_skewness(saliency),
-         "tied_fraction": metrics.tied_fraction(saliency),
-         "finite": jnp.all(jnp.isfinite(saliency), axis=(1, 2))}
-  if untied:
-    out["faithfulness_untied"] = metrics.faithfulness(
-        curve_of(metrics.NO_TIE_BREAK))
-  if box_mask is not None:
-    out["explainability"] = metrics.explainability(saliency, box_mask,
-                                                   protocol.tie_break)
-  return out
 
 
 def _figure_rows(target: np.ndarray, label: np.ndarray, count: int,
@@ -299,7 +196,7 @@ class _Batches:
       self.batches.append(parallel.global_batch(mesh, arrays))
 
 
-def run(classifier: Classifier, methods: Sequence[Method], sample: Sample,
+def run(classifier: Classifier, methods: Sequence[EvalMethod], sample: Sample,
         source: Callable[[Sample, int], Iterable[dict[str, np.ndarray]]],
         cache_dir: str, protocol: Protocol, *, classifier_id: str | None = None,
         labels_match: bool = True, max_shards: int | None = None,
@@ -307,35 +204,29 @@ def run(classifier: Classifier, methods: Sequence[Method], sample: Sample,
   """Explains and scores every shard of `sample` with every method, resumably.
 
   Args:
-    classifier: the frozen classifier; methods: the explainers (`Method`).
+    classifier: the frozen classifier; methods: the explainers (`EvalMethod`).
     sample: the images (`make_sample`); source(sample, shard_size) yields
       each shard's {"image" [S, H, W, 3] in [0, 1], "label" [S], "index" [S]
       (split positions), optionally "box_mask" [S, H, W]}, in order.
-    cache_dir: where the per-(method, shard) files go.
+    cache_dir: where the per-(method, shard) files go (`cache`).
     classifier_id: identifies the classifier's weights (default: their hash).
     labels_match: the classifier's classes are the dataset's labels (else no
       image counts as misclassified).
     max_shards: stop after this many shards (a partial run).
 
   Returns:
-    {method name or COMMON: its shard directory} for `collect`.
+    {method name or cache.COMMON: its shard directory} for `cache.collect`.
   """
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_size(protocol.batch_size, "config.eval.batch_size")
-  classifier_id = classifier_id or classifier_fingerprint(classifier)
-  dirs = cache_dirs(cache_dir, methods, classifier_id, sample, protocol)
+  classifier_id = classifier_id or cache.classifier_fingerprint(classifier)
+  dirs = cache.cache_dirs(cache_dir, methods, classifier_id, sample, protocol)
   num_shards = sample.num_shards(protocol.shard_size)
   limit = num_shards if max_shards is None else min(num_shards, max_shards)
   names = [m.name for m in methods]
   if jax.process_index() == 0:
-    for m in methods:
-      path = os.path.join(dirs[m.name], "spec.json")
-      if not os.path.exists(path):
-        atomic.write_atomic(path, json.dumps(
-            _spec(m, classifier_id, sample, protocol), indent=2, sort_keys=True,
-            default=str))
-  done = np.array([[os.path.exists(os.path.join(dirs[n], SHARD_FILE.format(k)))
-                    for n in [COMMON, *names]] for k in range(limit)], bool)
+    cache.write_specs(dirs, methods, classifier_id, sample, protocol)
+  done = cache.done_matrix(dirs, names, limit)
   done = np.asarray(parallel.broadcast_from_process_0(done)).reshape(limit, -1)
   if done.all():
     return dirs
@@ -345,7 +236,7 @@ def run(classifier: Classifier, methods: Sequence[Method], sample: Sample,
   bar = _progress_bar(total, progress)
   frozen = parallel.replicate(mesh, classifier)
   predict = jax.jit(lambda clf, x: jnp.argmax(clf.logits(x), axis=-1))
-  score = jax.jit(_score, static_argnames=("protocol", "untied"))
+  score = jax.jit(scoring.compute, static_argnames=("protocol", "untied"))
   compiled: dict[str, Any] = {}
   method_ids = {m.name: zlib.crc32(m.name.encode()) & 0x7FFFFFFF for m in methods}
 
@@ -373,7 +264,7 @@ def run(classifier: Classifier, methods: Sequence[Method], sample: Sample,
                       images=np.round(data["image"][rows] * 255).astype(np.uint8))
         if "box_mask" in data:
           common["box_mask"] = data["box_mask"][rows].astype(np.uint8)
-      _write_npz(os.path.join(dirs[COMMON], SHARD_FILE.format(k)), common)
+      cache.write_shard(dirs[cache.COMMON], k, common)
     for j, m in enumerate(methods):
       if done[k, j + 1]:
         continue
@@ -384,14 +275,14 @@ def run(classifier: Classifier, methods: Sequence[Method], sample: Sample,
                            keep_maps=rows, bar=bar)
       if jax.process_index() == 0:
         result.update(index=data["index"], target=target_host, label=label)
-        _write_npz(os.path.join(dirs[m.name], SHARD_FILE.format(k)), result)
+        cache.write_shard(dirs[m.name], k, result)
   if bar is not None:
     bar.close()
   parallel.barrier("evaluation shards written")  # before anyone reads them
   return dirs
 
 
-def _run_method(m: Method, frozen, batches: _Batches, targets, score,
+def _run_method(m: EvalMethod, frozen, batches: _Batches, targets, score,
                 protocol: Protocol, method_id: int, shard: int,
                 compiled: dict, mesh, keep_maps, bar=None) -> dict[str, np.ndarray]:
   """One method on one shard: timed explanation, then the metrics (M_F also
@@ -414,27 +305,16 @@ def _run_method(m: Method, frozen, batches: _Batches, targets, score,
                        f"{tuple(batch['image'].shape)}; expected [N, H, W]")
     untied = (protocol.tie_break.enabled and shard * protocol.shard_size
               + b * protocol.batch_size < protocol.tie_break_effect_images)
-    out = parallel.to_host(score(frozen, batch["image"], saliency, target,
-                                 batch.get("box_mask"), protocol=protocol,
-                                 untied=untied))
-    if not untied:
-      out["faithfulness_untied"] = np.full(len(out["faithfulness"]), np.nan,
-                                           np.float32)
-    outs.append(out)
+    outs.append(parallel.to_host(score(frozen, batch["image"], saliency, target,
+                                       batch.get("box_mask"), protocol=protocol,
+                                       untied=untied)))
     if keep_maps is not None:
       maps.append(np.asarray(parallel.to_host(saliency), np.float32))
     if bar is not None:  # the real rows of this batch
       bar.update(min(protocol.batch_size, batches.size - b * protocol.batch_size))
   size = batches.size
-  result = {key: np.concatenate([o[key] for o in outs])[:size]
-            for key in outs[0]}
-  n = len(result["faithfulness"])
-  result.setdefault("explainability", np.full(n, np.nan, np.float32))
-  bad = ~result["finite"]
-  for key in ("faithfulness", "faithfulness_untied", "explainability",
-              "skewness", "median_skewness"):
-    result[key] = np.where(bad, np.nan, result[key])
-  result["curve"] = np.where(bad[:, None], np.nan, result["curve"])
+  result = scoring.mask_nonfinite({key: np.concatenate([o[key] for o in outs])[:size]
+                                   for key in outs[0]})
   result["seconds"] = np.float64(seconds)
   result["rows_processed"] = np.int64(batches.count * protocol.batch_size)
   if keep_maps is not None:
@@ -448,41 +328,3 @@ def _progress_bar(total: int, enabled: bool):
   from tqdm import tqdm  # pylint: disable=import-outside-toplevel
   return tqdm(total=total, unit="img", desc="evaluate", mininterval=1.0,
               dynamic_ncols=True, smoothing=0.05)
-
-
-def collect(dirs: dict[str, str], methods: Sequence[str], sample: Sample,
-            protocol: Protocol, max_shards: int | None = None
-            ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
-  """Reads the shard files back: ({method: per-image arrays + seconds, rows,
-  maps}, common {index, target, label, figure rows, images, box masks})."""
-  num_shards = sample.num_shards(protocol.shard_size)
-  limit = num_shards if max_shards is None else min(num_shards, max_shards)
-
-  def read(name):
-    parts = []
-    for k in range(limit):
-      path = os.path.join(dirs[name], SHARD_FILE.format(k))
-      if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing: the run did not finish; "
-                                "rerun the same command to complete it")
-      parts.append(_load_npz(path))
-    return parts
-
-  common_parts = read(COMMON)
-  common = {key: np.concatenate([p[key] for p in common_parts])
-            for key in ("index", "target", "label")}
-  common.update({key: common_parts[0][key] for key in
-                 ("rows", "misclassified", "images", "box_mask")
-                 if key in common_parts[0]})
-  per_method = {}
-  for name in methods:
-    parts = read(name)
-    arrays = {key: np.concatenate([p[key] for p in parts]) for key in PER_IMAGE}
-    if not np.array_equal(arrays["index"], common["index"]):
-      raise ValueError(f"the shards of {name!r} in {dirs[name]} cover other "
-                       "images than the sample; delete that directory and rerun")
-    arrays["seconds"] = float(sum(float(p["seconds"]) for p in parts))
-    arrays["rows_processed"] = int(sum(int(p["rows_processed"]) for p in parts))
-    arrays["maps"] = parts[0]["maps"]
-    per_method[name] = arrays
-  return per_method, common

@@ -22,6 +22,7 @@ from dre_jax import explainers
 from dre_jax import parallel
 from dre_jax.data import pipelines
 from dre_jax.classifier import Classifier
+from dre_jax.evaluation import cache as cache_lib
 from dre_jax.evaluation import config as eval_config
 from dre_jax.evaluation import data as eval_data
 from dre_jax.evaluation import protocol as protocol_lib
@@ -57,7 +58,7 @@ def load_workdir(workdir: str) -> Loaded:
 
 def build_methods(names: list[str], explicit: bool, loaded: Loaded,
                   mgnet: Loaded | None, settings: dict[str, dict[str, Any]],
-                  mesh) -> tuple[list[protocol_lib.Method], list[str]]:
+                  mesh) -> tuple[list[protocol_lib.EvalMethod], list[str]]:
   """(the methods to run, notes on methods left out).
 
   Each method is bound (`explainers.bind`) to the DRE generator of `loaded`
@@ -87,11 +88,11 @@ def build_methods(names: list[str], explicit: bool, loaded: Loaded,
       continue
     arrays = {k: v for k, v in bound.items() if not _is_static(v)}
     chosen = explainers.check_settings(name, settings.get(name, {}))
-    methods.append(protocol_lib.Method(
+    methods.append(protocol_lib.EvalMethod(
         name=name,
         explain=explainers.bind(name, **replicated, settings=chosen),
         settings=chosen,
-        fingerprint=protocol_lib.tree_fingerprint(arrays) if arrays else "",
+        fingerprint=cache_lib.tree_fingerprint(arrays) if arrays else "",
         revision=explainers.method(name).revision))
   return methods, notes
 
@@ -143,8 +144,8 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
     if objective not in (None, "mgnet"):
       raise ValueError(f"config.eval.mgnet_workdir={e.mgnet_workdir} was trained "
                        f"with objective {objective!r}, not 'mgnet'")
-    if (protocol_lib.classifier_fingerprint(mgnet.classifier)
-        != protocol_lib.classifier_fingerprint(loaded.classifier)):
+    if (cache_lib.classifier_fingerprint(mgnet.classifier)
+        != cache_lib.classifier_fingerprint(loaded.classifier)):
       raise ValueError(f"config.eval.mgnet_workdir={e.mgnet_workdir} explains "
                        f"another classifier than {workdir}; train MGnet for the "
                        "same classifier (config.model.checkpoint=<workdir>/classifier)")
@@ -194,8 +195,8 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
   dirs = protocol_lib.run(loaded.classifier, methods, sample, source, cache,
                           protocol, labels_match=labels_match,
                           max_shards=max_shards, mesh=mesh, progress=progress)
-  per_method, common = protocol_lib.collect(dirs, [m.name for m in methods],
-                                            sample, protocol, max_shards)
+  per_method, common = cache_lib.collect(dirs, [m.name for m in methods],
+                                         sample, protocol, max_shards)
   summary, per_image = results_lib.summarise(
       per_method, common, labels_match=labels_match,
       settings={m.name: m.settings for m in methods})

@@ -1,10 +1,12 @@
-"""`tables.md`: the paper's Tables 2-5 from one or more `results.json`.
+"""`tables.md`: the paper's Tables 2-5 from one or more `results.json`; the
+lines evaluate.py prints.
 
 Each results.json (one evaluated workdir: one classifier on one dataset) is one
 column; columns are grouped by dataset, with a MEAN column per dataset when it
 has several classifiers, as in Tables 3 and 4. Rows are the methods in the
 paper's order (DRE, MGnet, MPert, FInv, XPert, GCAM, GCAM++, VGrad, SMGrad,
-ITGrad), then DRE+ and any other registered method.
+ITGrad), then DRE+ and any other registered method. Table 2 is the cost;
+every other table is a metric's (`scoring.Metric.table`).
 
     python -m dre_jax.evaluation.tables runs/*/eval/results.json > tables.md
 """
@@ -16,6 +18,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from dre_jax import explainers
+from dre_jax.evaluation import scoring
 
 
 def display_name(method: str) -> str:
@@ -82,6 +85,24 @@ def _table(title: str, results: Sequence[dict[str, Any]],
   return "\n".join(lines)
 
 
+def _value(entry: dict[str, Any], key: str):
+  """entry[key]; "a.b" is entry[a][b] (None where a is None)."""
+  for part in key.split("."):
+    entry = (entry or {}).get(part)
+  return entry
+
+
+def _metric_table(table: scoring.Table, results: Sequence[dict[str, Any]]) -> str:
+  """A metric's table (`scoring.Table`): its value, the second in parentheses."""
+  def render_entry(e):
+    text = _fmt(_value(e, table.key), table.digits)
+    if table.paren:
+      text += f" ({_fmt(_value(e, table.paren), table.digits)})"
+    return text
+  return _table(table.title, results, lambda e: _value(e, table.key),
+                render=render_entry, mean=table.mean)
+
+
 def render(results: Sequence[dict[str, Any]]) -> str:
   """The markdown of Tables 2-5 (and skewness, tie-breaker) for these results."""
   first = results[0]
@@ -113,27 +134,40 @@ def render(results: Sequence[dict[str, Any]]) -> str:
       *[f"| {display_name(m)} | {_table2(m).sensitive} | {_table2(m).iterations} |"
         for m in _order(list(first["methods"])) if _table2(m)],
       "",
-      _table("Tables 3 and 5: faithfulness M_F, normalised across methods "
-             "(raw M_F in parentheses)", results,
-             lambda e: e["faithfulness_normalised"],
-             render=lambda e: (f"{_fmt(e['faithfulness_normalised'])} "
-                               f"({_fmt(e['faithfulness'])})")),
-      "",
-      _table("Table 4: explainability M_E", results,
-             lambda e: e["explainability"]),
-      "",
-      _table("Skewness of the maps (Pearson's moment coefficient; median "
-             "coefficient in parentheses)", results, lambda e: e["skewness"],
-             render=lambda e: f"{_fmt(e['skewness'])} ({_fmt(e['median_skewness'])})"),
-      "",
-      _table("The tie-breaker: M_F with minus without it (on the first images; "
-             "share of tied pixels in parentheses)", results,
-             lambda e: (e["tie_break_effect"] or {}).get("delta"),
-             render=lambda e: (f"{_fmt((e['tie_break_effect'] or {}).get('delta'), 3)} "
-                               f"({_fmt(e['tied_fraction'], 3)})"), mean=False),
-      "",
+      *[part for m in scoring.METRICS if m.table
+        for part in (_metric_table(m.table, results), "")],
   ]
   return "\n".join(parts)
+
+
+# Printed after the metrics' columns (`scoring.Metric.columns`).
+COST_COLUMN = scoring.Column("seconds_per_image", "s/img", 8, digits=4)
+# The method of the quickstart's line when it was evaluated (else the first).
+HEADLINE_METHOD = "dre"
+
+
+def summary_lines(results: dict[str, Any], prefix: str = "[evaluate] ") -> list[str]:
+  """What evaluate.py prints for one results.json: a table of the methods'
+  metrics (`scoring.Metric.columns`, then seconds per image) and the
+  quickstart's line with the N images and DRE's (or the first method's) metrics
+  rounded to 2 decimals."""
+  columns = [c for m in scoring.METRICS for c in m.columns] + [COST_COLUMN]
+  cell = lambda v, c: (f"{v:>{c.width}.{c.digits}f}" if v is not None  # noqa: E731
+                       else f"{'-':>{c.width}}")
+  lines = [prefix + " ".join([f"{'method':<10}"]
+                             + [f"{c.label:>{c.width}}" for c in columns])]
+  for name, m in results["methods"].items():
+    lines.append(prefix + " ".join([f"{name:<10}"]
+                                   + [cell(m[c.key], c) for c in columns]))
+  methods = results["methods"]
+  name = HEADLINE_METHOD if HEADLINE_METHOD in methods else next(iter(methods))
+  headline = {c.key: round(methods[name][c.key], 2) for m in scoring.METRICS
+              for c in m.columns if c.key == m.name
+              and methods[name][c.key] is not None}
+  who = "" if name == HEADLINE_METHOD else f" ({name})"
+  lines.append(f"{prefix}{results['num_images']} images of {results['dataset']}/"
+               f"{results['split']}{who}: {json.dumps(headline)}")
+  return lines
 
 
 def main(argv: Sequence[str]) -> int:

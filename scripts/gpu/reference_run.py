@@ -17,9 +17,9 @@ weights, used as it is (t = its prediction), as `configs/quickstart.py`.
 
 Then each trained generator explains the 1,000 test composites through the
 explainer registry (`explainers.get(name, estimator=..., generator_variables=...)`
-on what `load_estimator(workdir)` restores), and `dre_jax.metrics`
-gives M_F (Eq. 10, 32 steps), M_E (Eq. 11, against the composites' exact object
-boxes) and the masks' skewness; with `--all_methods=N`, every registered method
+on what `load_estimator(workdir)` restores), scored by the evaluation's metrics
+(`dre_jax.evaluation.scoring`): M_F (Eq. 10, 32 steps), M_E (Eq. 11, against the
+composites' exact object boxes), the masks' skewness; with `--all_methods=N`, every registered method
 is also run on the first N test images (the same images for all) and M_F is
 normalised per image across methods (Sec. 4.2.1), as Table 3. Writes under
 `--out`: reference.json (config, losses, images/s, wall times, metrics),
@@ -134,45 +134,36 @@ def trained_explainer(name: str, workdir: str):
 
 def explain_and_score(name: str, fn, classifier, test: dict, n: int, batch: int,
                       key) -> dict:
-  """Per-image M_F, M_E, skewness of explainer `fn` on the first n test images."""
-  from dre_jax import metrics
+  """Explainer `fn` on the first n test images, scored by the evaluation's
+  metrics (`dre_jax.evaluation.scoring`, 32 steps): (their summary, the
+  per-image arrays and targets, the first masks)."""
+  from dre_jax.evaluation import protocol
+  from dre_jax.evaluation import scoring
+  settings = protocol.Protocol(num_steps=32, steps_per_call=4)
 
   @jax.jit
   def step(classifier, images, boxes, key):
     target = jnp.argmax(classifier.logits(images), -1)
     masks = fn(classifier, images, target, key)
-    curve = metrics.insertion_curve(classifier.probability, images, masks, target,
-                                    num_steps=32, steps_per_call=4)
-    return {"masks": masks, "target": target, "curve": curve,
-            "faithfulness": metrics.faithfulness(curve),
-            "explainability": metrics.explainability(masks, boxes),
-            "skewness": metrics.skewness(masks),
-            "median_skewness": metrics.median_skewness(masks)}
+    return masks, target, scoring.compute(classifier, images, masks, target, boxes,
+                                          protocol=settings)
 
-  per = {k: [] for k in ("faithfulness", "explainability", "skewness",
-                         "median_skewness", "target")}
-  curves, first_masks, seconds = [], None, []
+  outs, targets, first_masks, seconds = [], [], None, []
   for start in range(0, n, batch):
     images = jnp.asarray(test["image"][start:start + batch], jnp.float32) / 255
     boxes = jnp.asarray(test["box_mask"][start:start + batch])
     t0 = time.perf_counter()
-    out = jax.device_get(step(classifier, images, boxes,
-                                  jax.random.fold_in(key, start)))
+    masks, target, out = jax.device_get(step(classifier, images, boxes,
+                                             jax.random.fold_in(key, start)))
     seconds.append(time.perf_counter() - t0)
-    for k in per:
-      per[k].append(np.asarray(out[k]))
-    curves.append(out["curve"])
+    outs.append(out)
+    targets.append(np.asarray(target))
     if first_masks is None:
-      first_masks = out["masks"][:8]
-  per = {k: np.concatenate(v) for k, v in per.items()}
-  curve = np.concatenate(curves)
-  result = {"images": int(len(per["faithfulness"])),
-            "faithfulness": float(np.nanmean(per["faithfulness"])),
-            "explainability": float(np.nanmean(per["explainability"])),
-            "skewness": float(np.nanmean(per["skewness"])),
-            "median_skewness": float(np.nanmean(per["median_skewness"])),
-            "nonfinite_faithfulness": int(np.sum(~np.isfinite(per["faithfulness"]))),
-            "mean_curve": curve.mean(0).tolist(),
+      first_masks = masks[:8]
+  per = scoring.mask_nonfinite({k: np.concatenate([o[k] for o in outs])
+                                for k in outs[0]})
+  per["target"] = np.concatenate(targets)
+  result = {**scoring.summarise_method(per),
             "seconds_first_batch": seconds[0],
             "seconds_per_image_after_first": (float(sum(seconds[1:]) / max(1, n - batch))
                                               if len(seconds) > 1 else None)}
@@ -335,11 +326,10 @@ def main(argv=None) -> int:
       write(args.out)
     done = [k for k in per_image]
     if len(done) > 1:
-      from dre_jax import metrics
-      raw = np.stack([per_image[k]["faithfulness"] for k in done])
-      norm = np.asarray(metrics.normalise_across_methods(raw))
+      from dre_jax.evaluation import scoring
+      norm = scoring.normalised(per_image)["faithfulness_normalised"]
       for k, row in zip(done, norm):
-        table[k]["faithfulness_normalised"] = float(np.nanmean(row))
+        table[k]["faithfulness_normalised"] = scoring.mean(row)
       RESULTS["all_methods"]["normalised_over"] = done
     write(args.out)
 
