@@ -21,10 +21,10 @@ from dre_jax import config as config_lib
 from dre_jax import explain as explain_lib
 from dre_jax import explainers
 from dre_jax import parallel
-from dre_jax import report
+from dre_jax import explain_page as report
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
-from dre_jax.evaluation import protocol
+from dre_jax.evaluation import cache
 from dre_jax.evaluation import runner
 from dre_jax.evaluation import tables
 
@@ -179,7 +179,7 @@ def test_runner_binds_and_leaves_out_what_is_missing(classifier, generators,
       names, False, _loaded(classifier, dre), None, {}, mesh)
   assert [m.name for m in methods] == ["dre", "vgrad"]
   assert len(notes) == 2 and all("config.eval.mgnet_workdir" in n for n in notes)
-  assert methods[0].fingerprint == protocol.tree_fingerprint(
+  assert methods[0].fingerprint == cache.tree_fingerprint(
       {"generator_variables": dre.variables})
   assert methods[1].fingerprint == ""
   with pytest.raises(ValueError, match="'mgnet' needs .*MGnet objective"):
@@ -189,7 +189,7 @@ def test_runner_binds_and_leaves_out_what_is_missing(classifier, generators,
       ["mgnet", "dre+mgnet"], True, _loaded(classifier, dre),
       _loaded(classifier, mgnet), {}, mesh)
   assert not notes
-  assert methods[1].fingerprint == protocol.tree_fingerprint(
+  assert methods[1].fingerprint == cache.tree_fingerprint(
       {"generator_variables": dre.variables, "mgnet_variables": mgnet.variables})
   images, target = batch
   np.testing.assert_array_equal(
