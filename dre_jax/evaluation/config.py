@@ -6,8 +6,6 @@ The fields and their defaults (the paper's protocol, Sec. 4.1-4.2) are
 
 from __future__ import annotations
 
-import ast
-
 
 def method_names(c) -> list[str]:
   """config.eval.methods as a list; all registered explainers when empty."""
@@ -31,29 +29,5 @@ def validate(c) -> None:
                      ">= 0 (sigma 0 switches the tie-breaker off)")
   method_names(c)
   from dre_jax import explainers  # pylint: disable=import-outside-toplevel
-  for name, settings in parse_settings(c.settings).items():
+  for name, settings in explainers.parse_settings(c.settings).items():
     explainers.check_settings(name, settings)  # names the known ones
-
-
-def parse_settings(items) -> dict[str, dict[str, object]]:
-  """("smgrad.samples=20", "gcam++.tap='layer3'") -> {"smgrad": {"samples": 20}, ...}.
-
-  Values are Python literals (numbers, strings in quotes, tuples, True/False);
-  anything else is taken as a string.
-  """
-  if isinstance(items, str):
-    items = [items] if items else []
-  out: dict[str, dict[str, object]] = {}
-  for item in items:
-    name_key, sep, value = str(item).partition("=")
-    method, dot, key = name_key.strip().rpartition(".")
-    if not (sep and dot and method and key):
-      raise ValueError(
-          f"config.eval.settings item {item!r} must read METHOD.SETTING=VALUE, "
-          "e.g. 'smgrad.samples=20'")
-    try:
-      parsed = ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError):
-      parsed = value.strip()
-    out.setdefault(method, {})[key] = parsed
-  return out

@@ -178,7 +178,7 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
   explicit = bool(e.methods.strip())
   names = eval_config.method_names(e)
   methods, notes = build_methods(names, explicit, loaded, mgnet,
-                                 eval_config.parse_settings(e.settings), mesh)
+                                 explainers.parse_settings(e.settings), mesh)
   for note in notes:
     log(f"[evaluate] {note}")
   if not methods:

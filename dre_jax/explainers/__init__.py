@@ -52,6 +52,7 @@ reference=..., display=...)` on its explain function (trained ones also pass
 from dre_jax.explainers.registry import (GENERATORS, OUTPUTS, Generator, Method,
                                          MissingGenerator, Table2, arguments,
                                          bind, check_settings, default_config,
+                                         parse_settings,
                                          get, load, method, names, passes,
                                          quick_settings, register)
 from dre_jax.explainers import gradients  # noqa: F401  (vgrad, smgrad, itgrad)
@@ -63,4 +64,5 @@ from dre_jax.explainers import dre_plus  # noqa: F401  (dre+self, dre+mgnet)
 
 __all__ = ["GENERATORS", "OUTPUTS", "Generator", "Method", "MissingGenerator", "Table2",
            "arguments", "bind", "check_settings", "default_config", "get", "load",
+           "parse_settings",
            "method", "names", "passes", "quick_settings", "register"]

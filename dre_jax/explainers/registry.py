@@ -20,6 +20,7 @@ and the settings that make it quick for tests and benchmarks.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import functools
@@ -376,3 +377,27 @@ def require_key(name: str, key) -> jax.Array:
     raise ValueError(f"explainer {name!r} is random: pass a key, e.g. "
                      "jax.random.key(0)")
   return key
+
+
+def parse_settings(items) -> dict[str, dict[str, object]]:
+  """("smgrad.samples=20", "gcam++.tap='layer3'") -> {"smgrad": {"samples": 20}, ...}.
+
+  Values are Python literals (numbers, strings in quotes, tuples, True/False);
+  anything else is taken as a string.
+  """
+  if isinstance(items, str):
+    items = [items] if items else []
+  out: dict[str, dict[str, object]] = {}
+  for item in items:
+    name_key, sep, value = str(item).partition("=")
+    method, dot, key = name_key.strip().rpartition(".")
+    if not (sep and dot and method and key):
+      raise ValueError(
+          f"method setting {item!r} must read METHOD.SETTING=VALUE, "
+          "e.g. 'smgrad.samples=20'")
+    try:
+      parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+      parsed = value.strip()
+    out.setdefault(method, {})[key] = parsed
+  return out
