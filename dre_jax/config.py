@@ -44,6 +44,9 @@ DTYPES = ("float32", "bfloat16")
 # The stage-2 objectives (`config.dre.objective`), each `<name>_objective` of
 # `dre_jax.training.objectives`.
 OBJECTIVES = ("dre", "mgnet")
+# config.dataset.name of a folder of photos, read from config.dataset.data_dir
+# (`dre_jax.data.folder`).
+FOLDER = "folder"
 # Fields that moved, old name -> new name (config.json of older workdirs).
 MOVED = {f"dre.{k}": f"generator.{k}" for k in ("upsample", "widths", "eta", "h")}
 
@@ -54,12 +57,14 @@ def default_config() -> ConfigDict:
   c.seed = 0
 
   c.dataset = ConfigDict()
-  c.dataset.name = ""              # TFDS name, e.g. "caltech_birds2011"
+  c.dataset.name = ""              # TFDS name, e.g. "caltech_birds2011", or
+                                   # "folder": the photos of data_dir (no labels)
   c.dataset.train_split = "train"
   c.dataset.eval_split = "test"    # classifier accuracy after fine-tuning
   c.dataset.image_size = 224       # a multiple of 32
   c.dataset.num_classes = 0        # classifier head size; 0: from the weights
-  c.dataset.data_dir = ""          # "" = TFDS's default directory
+  c.dataset.data_dir = ""          # "" = TFDS's default directory; for
+                                   # "folder", the folder or a glob pattern
   c.dataset.manual_dir = ""        # imagenet2012: where the ILSVRC tars are
   # imagenet2012: the ILSVRC2012 validation box XMLs (ILSVRC2012_bbox_val_v3),
   # for M_E (Eq. 11); the other datasets carry their boxes.
@@ -273,6 +278,14 @@ def validate(config: ConfigDict) -> None:
     if weight < 0:
       errors.append(f"config.dre.constraints.{name}={weight} must be >= 0 "
                     "(0 turns the constraint off)")
+  if d.name == FOLDER and not d.data_dir:
+    errors.append("config.dataset.name='folder' reads the photos of "
+                  "config.dataset.data_dir, which is empty; set it to a folder "
+                  "or a glob pattern (configs/folder.py:path=DIR)")
+  if d.name == FOLDER and config.classifier.epochs > 0:
+    errors.append("a folder of photos has no labels to fine-tune the "
+                  "classifier on: set config.classifier.epochs=0 (DRE explains "
+                  "the classifier's own predictions)")
   if d.boxes_dir and d.name != "imagenet2012":
     errors.append(f"config.dataset.boxes_dir is for imagenet2012 (its "
                   f"validation box XMLs); {d.name} carries its own boxes or "

@@ -21,7 +21,7 @@ PAPER = {"cub_resnet", "cub_vgg", "cub_googlenet", "imagenet_resnet",
 
 
 # Configs that need an argument, and the one the tests give them.
-DEFAULT_ARGS = {"composites_scratch.py": "resnet50"}
+DEFAULT_ARGS = {"composites_scratch.py": "resnet50", "folder.py": "path=/photos"}
 
 
 def _load(path, arg=None):

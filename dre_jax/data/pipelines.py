@@ -22,6 +22,9 @@ dataset has them, every batch also holds
 The dataset is chosen by its TFDS name; what it holds is read from its feature
 spec, so any builder with the features `image`, `label` and optionally `bbox`
 (a single `BBoxFeature` or a sequence of them), `segmentation_mask` works.
+The name `folder` reads the photos of a folder instead, `data_dir` being the
+folder or a glob pattern (`dre_jax.data.folder`: one split `images`, labels
+-1, no boxes).
 
 Transforms (`transforms.py`): training uses torchvision's RandomResizedCrop +
 horizontal flip; evaluation, and training with `augment=False` (the DRE
@@ -56,6 +59,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from dre_jax.data import folder
 from dre_jax.data import imagenet_boxes
 from dre_jax.data import transforms
 
@@ -105,7 +109,7 @@ def make_tf_dataset(
 
   Args:
     name: TFDS name, e.g. "caltech_birds2011", "places365_small",
-      "imagenet2012", "tuxpaint_composites/<config>".
+      "imagenet2012", "tuxpaint_composites/<config>"; or "folder".
     split: TFDS split string, e.g. "train", "test", "validation[:10000]".
     batch_size: the global batch size, over all processes.
     train: shuffle and drop the remainder (training) or read in order and pad
@@ -118,7 +122,8 @@ def make_tf_dataset(
     augment: random-resized crop + flip; defaults to `train`. False gives the
       evaluation transform, e.g. for training the relevance estimator.
     shuffle_buffer: examples (still encoded) in the training shuffle buffer.
-    data_dir: TFDS data directory; None for TFDS's default.
+    data_dir: TFDS data directory; None for TFDS's default. For the name
+      `folder`: the folder of images or a glob pattern.
     manual_dir: where `imagenet2012` finds ILSVRC2012_img_{train,val}.tar.
     boxes_dir: ILSVRC2012 validation box XML files (evaluation only).
     require_boxes: raise, naming the fix, unless the batches will carry
@@ -152,10 +157,16 @@ def make_tf_dataset(
       int(s) for s in np.random.SeedSequence(
           [seed, epoch, process_index]).generate_state(3))
 
-  ds = builder.as_dataset(
-      split=process_split, shuffle_files=train,
-      decoders={"image": tfds.decode.SkipDecoding()},
-      read_config=tfds.ReadConfig(shuffle_seed=file_seed))
+  if isinstance(builder, folder.FolderImages):
+    ds = builder.as_dataset(process_split, file_seed if train else None)
+    # JPEGs decoded at the scale the evaluation resize needs.
+    decode = folder.decoder(None if augment else resize_size)
+  else:
+    ds = builder.as_dataset(
+        split=process_split, shuffle_files=train,
+        decoders={"image": tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(shuffle_seed=file_seed))
+    decode = transforms.decode_rgb
   boxes_of = _box_source(builder, process_split, boxes_dir)
   if boxes_dir is not None:
     ds = ds.filter(boxes_of.has_boxes)
@@ -166,7 +177,7 @@ def make_tf_dataset(
   has_segmentation = "segmentation_mask" in builder.info.features
 
   def preprocess(position, example):
-    image = transforms.decode_rgb(example["image"])
+    image = decode(example["image"])
     image_hw = tf.shape(image)[:2]
     if augment:
       geometry = transforms.train_geometry(
@@ -293,6 +304,12 @@ def _split_size(builder, split) -> int:
 def _builder(name: str, data_dir: str | None, manual_dir: str | None = None,
              download: bool = False):
   """The prepared TFDS builder, or a DatasetNotPreparedError saying why."""
+  if name == folder.NAME:
+    if not data_dir:
+      raise ValueError("the dataset 'folder' reads the images of a folder: set "
+                       "config.dataset.data_dir to the folder or a glob pattern "
+                       "(configs/folder.py:path=DIR)")
+    return folder.open_folder(data_dir)
   data_dir = os.path.expanduser(data_dir) if data_dir else None
   module = _PACKAGE_BUILDERS.get(name.split("/")[0].split(":")[0])
   if module is not None:

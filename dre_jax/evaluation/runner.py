@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import jax
 
+from dre_jax import config as config_lib
 from dre_jax import explainers
 from dre_jax import parallel
 from dre_jax.data import pipelines
@@ -172,7 +173,9 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
       dataset=dataset, split=split, image_size=image_size,
       boxes_dir=boxes_dir or "")
   protocol = protocol_lib.Protocol.from_config(e)
-  labels_match = config.dataset.num_classes in (0, loaded.classifier.num_classes)
+  # A folder of photos has no labels (`dre_jax.data.folder`).
+  labels_match = (dataset != config_lib.FOLDER and config.dataset.num_classes
+                  in (0, loaded.classifier.num_classes))
 
   mesh = parallel.make_mesh()
   explicit = bool(e.methods.strip())
