@@ -212,6 +212,7 @@ def test_test_only_photos_are_in_no_config_or_composite():
     assert any(path == r or path.startswith(r + os.sep) for r in roots), name
 
 
+@pytest.mark.slow  # about a minute: two stages compile
 def test_tiny_training_on_a_folder_then_resume_is_a_no_op(setup, tmp_path, caplog):
   from dre_jax.training import trainer  # pylint: disable=import-outside-toplevel
   photos, classifier = setup
