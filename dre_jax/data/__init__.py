@@ -3,6 +3,8 @@
 * `pipelines`: TFDS + tf.data input pipelines giving numpy batches, for
   training and evaluation, with box masks and segmentations where the dataset
   has them; `make_dataset`, `num_examples`, `steps_per_epoch`.
+* `folder`: a folder of unlabeled photos read as the dataset `folder`
+  (`data_dir` = the folder or a glob), for training DRE on a user's photos.
 * `transforms`: the resize/crop/flip geometry shared by images, masks, boxes.
 * `imagenet_boxes`: the ILSVRC2012 validation bounding-box XML reader.
 """
