@@ -1,6 +1,6 @@
 """Speed of a DRE explanation against the bare classifier forward pass (issue 2).
 
-    python benchmarks/bench_dre.py [--arch resnet50] [--size 224] [--batch 8]
+    python benchmarks/bench_dre.py [--arch resnet50] [--image_size 224] [--batch_size 8]
         [--reps 5] [--out results/bench_dre.md]
 
 A DRE explanation (classifier taps + generator + controller + upsampling, one
@@ -55,12 +55,11 @@ def run(arch: str, size: int, batch: int, reps: int) -> dict:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--arch", default="resnet50")
-  parser.add_argument("--size", type=int, default=224)
-  parser.add_argument("--batch", type=int, default=8)
+  common.add_shape_flags(parser, image_size=224, batch_size=8)
   parser.add_argument("--reps", type=int, default=5)
   parser.add_argument("--out", default="results/bench_dre.md")
-  args = parser.parse_args()
-  rows = [run(a, args.size, args.batch, args.reps) for a in args.arch.split(",")]
+  args = common.parse(parser)
+  rows = [run(a, args.image_size, args.batch_size, args.reps) for a in args.arch.split(",")]
   lines = [
       "# DRE explanation vs bare classifier forward", "",
       f"Command: `{common.command()}`  ", f"Machine: {common.machine()}", "",

@@ -1,7 +1,7 @@
 """The explainers against one forward + backward pass, and against Captum, in one run.
 
     python benchmarks/bench_explainers.py --arch resnet50,efficientnet_lite0 \
-        --size 224 --batch 2 --reps 2 --samples 10 --iterations 10 \
+        --image_size 224 --batch_size 2 --reps 2 --samples 10 --iterations 10 \
         --out results/bench_explainers
 
 For each classifier and each registered method (settings: the papers' defaults,
@@ -156,7 +156,7 @@ def captum_fns(model, images: np.ndarray, target: np.ndarray, samples: int,
 def bench_arch(arch: str, args) -> dict:
   classifier, torch_model = build_classifier(arch)
   key = jax.random.key(0)
-  images = jax.random.uniform(key, (args.batch, args.size, args.size, 3))
+  images = jax.random.uniform(key, (args.batch_size, args.image_size, args.image_size, 3))
   target = jnp.argmax(jax.jit(lambda c, x: c.logits(x))(classifier, images), axis=-1)
 
   def fb(c, x, t):  # one forward + backward: the unit "pass"
@@ -168,7 +168,7 @@ def bench_arch(arch: str, args) -> dict:
   fb_call = lambda: fb(classifier, images, target)
   base = common.median_seconds({
       "fb": fb_call, "forward": lambda: forward(classifier, images)}, args.reps + 1)
-  fb_times = [base["fb"] / args.batch]
+  fb_times = [base["fb"] / args.batch_size]
   rows = []
   run_captum = (not args.no_captum and torch_model is not None)
   if run_captum:
@@ -181,7 +181,7 @@ def bench_arch(arch: str, args) -> dict:
             if run_captum else {})
   for name in args.methods:
     settings = explainers.quick_settings(name, args.samples, args.iterations)
-    fn = explainer_fn(name, classifier, args.size, settings)
+    fn = explainer_fn(name, classifier, args.image_size, settings)
     compile_start = time.perf_counter()
     compiled = fn.lower(classifier, images, target, key).compile()
     compile_s = time.perf_counter() - compile_start
@@ -190,17 +190,17 @@ def bench_arch(arch: str, args) -> dict:
     if name in captum:
       fns["captum"] = captum[name]
     seconds = common.median_seconds(fns, args.reps)
-    fb_times.append(seconds["fb"] / args.batch)
+    fb_times.append(seconds["fb"] / args.batch_size)
     passes = explainers.passes(name, **settings)
     full = explainers.passes(name)
-    per_img = seconds["jax"] / args.batch
+    per_img = seconds["jax"] / args.batch_size
     row = {"method": name, "settings": settings, "s_per_img": per_img,
            "s_per_img_full": per_img * full / passes, "passes": passes,
-           "passes_full": full, "fb_s_per_img": seconds["fb"] / args.batch,
-           "vs_passes_here": per_img / (passes * seconds["fb"] / args.batch),
+           "passes_full": full, "fb_s_per_img": seconds["fb"] / args.batch_size,
+           "vs_passes_here": per_img / (passes * seconds["fb"] / args.batch_size),
            "compile_s": compile_s, "xla_memory_gib": memory_gib(compiled)}
     if args.memory_batch:  # compiled only, never run: XLA's plan at that batch
-      shapes = (jax.ShapeDtypeStruct((args.memory_batch, args.size, args.size, 3),
+      shapes = (jax.ShapeDtypeStruct((args.memory_batch, args.image_size, args.image_size, 3),
                                      jnp.float32),
                 jax.ShapeDtypeStruct((args.memory_batch,), jnp.int32))
       row["memory_batch"] = args.memory_batch
@@ -208,36 +208,36 @@ def bench_arch(arch: str, args) -> dict:
           fn.lower(classifier, *shapes, key).compile())
     if "captum" in seconds:
       row["captum"] = CAPTUM[name]
-      row["captum_s_per_img"] = seconds["captum"] / args.batch
+      row["captum_s_per_img"] = seconds["captum"] / args.batch_size
       row["speedup_vs_captum"] = seconds["captum"] / seconds["jax"]
     if name in args.loop:
       one = [functools.partial(fn, classifier, images[i:i + 1], target[i:i + 1], key)
-             for i in range(args.batch)]
+             for i in range(args.batch_size)]
       loops = {"jax_loop": lambda: [f() for f in one]}
       if name in captum:
         single = captum_fns(torch_model, np.asarray(images[:1]),
                             np.asarray(target[:1]), args.samples,
                             classifier.mean, classifier.std)[name]
-        loops["captum_loop"] = lambda: [single() for _ in range(args.batch)]
+        loops["captum_loop"] = lambda: [single() for _ in range(args.batch_size)]
       loop_s = common.median_seconds(loops, args.reps)
-      row["loop_s_per_img"] = loop_s["jax_loop"] / args.batch
+      row["loop_s_per_img"] = loop_s["jax_loop"] / args.batch_size
       row["batched_vs_loop"] = loop_s["jax_loop"] / seconds["jax"]
       if "captum_loop" in loop_s:
-        row["captum_loop_s_per_img"] = loop_s["captum_loop"] / args.batch
+        row["captum_loop_s_per_img"] = loop_s["captum_loop"] / args.batch_size
     rows.append(row)
     print(json.dumps({"arch": arch, **row}), flush=True)
   best = min(fb_times)  # the issue's unit: the best forward + backward of the run
   for row in rows:
     row["vs_passes"] = row["s_per_img"] / (row["passes"] * best)
   return {"arch": arch, "fb_s_per_img": best,
-          "forward_s_per_img": base["forward"] / args.batch, "rows": rows}
+          "forward_s_per_img": base["forward"] / args.batch_size, "rows": rows}
 
 
 def markdown(results: list[dict], args) -> str:
   out = [f"# Explainers: time per image against one forward + backward pass and Captum\n",
          f"Command: `{common.command()}`\n", f"Machine: {common.machine()}",
-         f"torch {getattr(torch, '__version__', '-')}, batch {args.batch}, "
-         f"{args.size} px, median of {args.reps} calls after a warm-up call; "
+         f"torch {getattr(torch, '__version__', '-')}, batch {args.batch_size}, "
+         f"{args.image_size} px, median of {args.reps} calls after a warm-up call; "
          f"counts cut to {args.samples} samples/steps and {args.iterations} "
          f"iterations, `s/img (full)` scaled to the papers' counts.\n"]
   for r in results:
@@ -276,8 +276,7 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--arch", default="resnet50,efficientnet_lite0")
   parser.add_argument("--methods", default=",".join(METHODS))
-  parser.add_argument("--size", type=int, default=224)
-  parser.add_argument("--batch", type=int, default=2)
+  common.add_shape_flags(parser, image_size=224, batch_size=2)
   parser.add_argument("--reps", type=int, default=2)
   parser.add_argument("--samples", type=int, default=10,
                       help="SmoothGrad samples and IG steps actually run")
@@ -289,11 +288,11 @@ def main(argv=None):
   parser.add_argument("--loop", default="",
                       help="methods also timed as a loop of one-image calls, "
                            "e.g. vgrad,gcam,dre")
-  parser.add_argument("--no-captum", action="store_true")
+  parser.add_argument("--no_captum", action="store_true")
   parser.add_argument("--threads", type=int, default=os.cpu_count())
   parser.add_argument("--out", default="results/bench_explainers",
                       help="writes OUT.md and OUT.json")
-  args = parser.parse_args(argv)
+  args = common.parse(parser, argv)
   args.methods = args.methods.split(",")
   args.loop = [m for m in args.loop.split(",") if m]
   unknown = sorted(set(args.methods) - set(explainers.names()))

@@ -1,7 +1,7 @@
 """Cost of the faithfulness metric M_F and the evaluation's memory bound (issue 11).
 
     python benchmarks/bench_metrics.py speed [--arch efficientnet_lite0,resnet50]
-        [--size 224] [--batch 8] [--reps 5]
+        [--image_size 224] [--batch_size 8] [--reps 5]
     python benchmarks/bench_metrics.py memory [--images 100,2000]
     (each writes results/bench_metrics_<what>.md unless --out is given)
 
@@ -107,8 +107,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("what", choices=["speed", "memory"])
   parser.add_argument("--arch", default="efficientnet_lite0,resnet50")
-  parser.add_argument("--size", type=int, default=224)
-  parser.add_argument("--batch", type=int, default=8)
+  common.add_shape_flags(parser, image_size=224, batch_size=8)
   parser.add_argument("--steps_per_call", type=int, default=4)
   parser.add_argument("--reps", type=int, default=5)
   parser.add_argument("--images", default="100,2000")
@@ -116,10 +115,10 @@ def main():
       "TFDS_DATA_DIR", os.path.join(REPO, "outputs", "tensorflow_datasets")))
   parser.add_argument("--out", default=None,
                       help="default results/bench_metrics_<what>.md")
-  args = parser.parse_args()
+  args = common.parse(parser)
   lines = [f"Command: `{common.command()}`  ", f"Machine: {common.machine()}", ""]
   if args.what == "speed":
-    rows = [speed(a, args.size, args.batch, args.reps, args.steps_per_call)
+    rows = [speed(a, args.image_size, args.batch_size, args.reps, args.steps_per_call)
             for a in args.arch.split(",")]
     lines += ["| arch | size | batch | forward img/s | M_F s/image | "
               "M_F / (33 forwards) | target (<= 1.1) |", "|---|---|---|---|---|---|---|"]

@@ -46,7 +46,7 @@ def main(argv=None):
                                   batch_size=64, steps=3,
                                   out="bench_microbatches.md")
   parser.add_argument("--microbatches", type=int, default=4)
-  args = parser.parse_args(argv)
+  args = common.parse(parser, argv)
   size, n, k = args.image_size, args.batch_size, args.microbatches
   if k < 1 or n % k:
     parser.error(f"--microbatches={k} must be >= 1 and divide --batch_size={n}")

@@ -1,7 +1,7 @@
 """Images/s of the classifier ports: forward, and forward + gradient w.r.t. x.
 
     python benchmarks/bench_models.py [--models resnet50,vgg19,googlenet]
-        [--batch 8] [--size 224] [--reps 5] [--dtype float32]
+        [--batch_size 8] [--image_size 224] [--reps 5] [--dtype float32]
         [--out results/bench_models.md]
 
 Each model gets random weights (speed does not depend on them) and runs under
@@ -105,22 +105,21 @@ def main(argv: list[str] | None = None) -> None:
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--models", default="resnet50,vgg19,googlenet,efficientnet_lite0",
                       help="comma-separated registered names")
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--size", type=int, default=224)
+  common.add_shape_flags(parser, image_size=224, batch_size=8)
   parser.add_argument("--reps", type=int, default=5)
   parser.add_argument("--dtype", default="float32",
                       choices=("float32", "bfloat16"))
   parser.add_argument("--out", default="results/bench_models.md")
   parser.add_argument("--note", default="",
                       help="free text appended to the table, e.g. load")
-  args = parser.parse_args(argv)
-  if args.reps < 1 or args.batch < 1:
-    parser.error("--reps and --batch must be at least 1")
+  args = common.parse(parser, argv)
+  if args.reps < 1 or args.batch_size < 1:
+    parser.error("--reps and --batch_size must be at least 1")
 
   dtype = jnp.dtype(args.dtype)
   rows = []
   for name in args.models.split(","):
-    rows.append(bench_model(name, args.batch, args.size, args.reps, dtype))
+    rows.append(bench_model(name, args.batch_size, args.image_size, args.reps, dtype))
     print(f"{name}: forward {rows[-1]['forward']['images_per_s']:.2f} img/s, "
           f"forward+grad {rows[-1]['forward+grad']['images_per_s']:.2f} "
           "img/s", flush=True)

@@ -40,7 +40,7 @@ from dre_jax.training.steps import TrainState
 def main(argv=None):
   parser = common.training_parser(__doc__, arch="resnet50", image_size=112,
                                   batch_size=8, steps=5, out="bench_train.md")
-  args = parser.parse_args(argv)
+  args = common.parse(parser, argv)
 
   dre = DRE.create(args.arch, num_classes=1000)
   size, n = args.image_size, args.batch_size

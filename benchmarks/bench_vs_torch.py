@@ -1,7 +1,7 @@
 """The Flax ports against PyTorch/torchvision on the same machine, in one run.
 
     python benchmarks/bench_vs_torch.py [--models resnet50,vgg19,googlenet]
-        [--size 224] [--batch 8] [--reps 5] [--out results/bench_vs_torch.md]
+        [--image_size 224] [--batch_size 8] [--reps 5] [--out results/bench_vs_torch.md]
 
 Needs the `parity` extra (torch 2.14.1, torchvision 0.29.1). For each model:
 images/s of the forward pass and of forward + gradient with respect to the
@@ -68,19 +68,18 @@ def _torch_fns(name: str, x: np.ndarray):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--models", default="resnet50,vgg19,googlenet")
-  parser.add_argument("--size", type=int, default=224)
-  parser.add_argument("--batch", type=int, default=8)
+  common.add_shape_flags(parser, image_size=224, batch_size=8)
   parser.add_argument("--reps", type=int, default=5)
   parser.add_argument("--out", default="results/bench_vs_torch.md")
-  args = parser.parse_args()
+  args = common.parse(parser)
   torch.set_num_threads(os.cpu_count())
   x = np.random.default_rng(0).standard_normal(
-      (args.batch, args.size, args.size, 3)).astype(np.float32)
+      (args.batch_size, args.image_size, args.image_size, 3)).astype(np.float32)
   lines = ["# Flax ports vs PyTorch/torchvision, same machine, one run", "",
            f"Command: `{common.command()}`  ",
            f"Machine: {common.machine()}; torch {torch.__version__} "
            f"({torch.get_num_threads()} threads), torchvision {torchvision.__version__}",
-           "", f"Batch {args.batch}, {args.size} px, median of {args.reps} alternating calls "
+           "", f"Batch {args.batch_size}, {args.image_size} px, median of {args.reps} alternating calls "
            "after a warm-up call.", "",
            "| model | pass | JAX img/s | PyTorch img/s | JAX / PyTorch |",
            "|---|---|---|---|---|"]
@@ -90,7 +89,7 @@ def main():
     t = common.median_seconds({"jax forward": jf, "torch forward": tf_,
                          "jax grad": jg, "torch grad": tg}, args.reps)
     for label, key in (("forward", "forward"), ("forward + input grad", "grad")):
-      j, p = args.batch / t[f"jax {key}"], args.batch / t[f"torch {key}"]
+      j, p = args.batch_size / t[f"jax {key}"], args.batch_size / t[f"torch {key}"]
       lines.append(f"| {name} | {label} | {j:.2f} | {p:.2f} | {j / p:.2f}x |")
     print(lines[-2], lines[-1], sep="\n", flush=True)
   text = "\n".join(lines) + "\n"

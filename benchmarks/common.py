@@ -17,6 +17,7 @@ import time
 import jax
 
 from dre_jax import atomic
+from dre_jax import cli
 
 
 def flops(jitted, *args) -> float:
@@ -56,14 +57,30 @@ def median_seconds(fns: dict, reps: int) -> dict:
   return {name: statistics.median(t) for name, t in times.items()}
 
 
+def add_shape_flags(parser: argparse.ArgumentParser, *, image_size: int,
+                    batch_size: int) -> None:
+  """--image_size (the side of the square images) and --batch_size, named as
+  in the command-line tools."""
+  parser.add_argument("--image_size", type=int, default=image_size,
+                      help="side of the square images, px")
+  parser.add_argument("--batch_size", type=int, default=batch_size,
+                      help="images per call")
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None
+          ) -> argparse.Namespace:
+  """parser's arguments from argv (default sys.argv[1:]); flag names take
+  dashes or underscores, as in the command-line tools (`dre_jax.cli.flag_names`)."""
+  return parser.parse_args(cli.flag_names(sys.argv[1:] if argv is None else argv))
+
+
 def training_parser(doc: str, *, arch: str, image_size: int, batch_size: int,
                     steps: int, out: str) -> argparse.ArgumentParser:
   """The flags of the training-step benchmarks: --arch, --image_size,
   --batch_size, --steps and --out (default results/<out>)."""
   parser = argparse.ArgumentParser(description=doc.split("\n")[0])
   parser.add_argument("--arch", default=arch)
-  parser.add_argument("--image_size", type=int, default=image_size)
-  parser.add_argument("--batch_size", type=int, default=batch_size)
+  add_shape_flags(parser, image_size=image_size, batch_size=batch_size)
   parser.add_argument("--steps", type=int, default=steps)
   parser.add_argument("--out", default=os.path.join(
       os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", out))

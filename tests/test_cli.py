@@ -1,4 +1,5 @@
-"""dre_jax.cli.run: a user's mistake is one line and exit 2, a bug one line and exit 1."""
+"""dre_jax.cli.run: a user's mistake is one line and exit 2, a bug one line and
+exit 1; flag names take dashes or underscores."""
 
 import errno
 import subprocess
@@ -12,6 +13,8 @@ SCRIPT = textwrap.dedent("""
     from absl import flags
     from dre_jax import cli
     flags.DEFINE_string("what", "ok", "what to raise")
+    flags.DEFINE_string("out_dir", "", "printed")
+    flags.DEFINE_bool("show_progress", True, "printed")
 
     def main(argv):
       what = flags.FLAGS.what
@@ -23,7 +26,7 @@ SCRIPT = textwrap.dedent("""
         raise KeyError("unknown method 'gcamm'; registered: gcam")
       if what == "bug":
         raise ZeroDivisionError("division by zero")
-      print("ran")
+      print("ran", flags.FLAGS.out_dir, flags.FLAGS.show_progress, argv[1:])
 
     cli.run(main)
 """)
@@ -66,4 +69,26 @@ def test_a_bug_names_its_type_and_debug_shows_the_traceback(tmp_path):
 
 def test_a_good_run_is_untouched(tmp_path):
   result = _run(tmp_path, "--what=ok")
-  assert result.returncode == 0 and result.stdout.strip() == "ran"
+  assert result.returncode == 0
+  assert result.stdout.strip() == "ran  True []"
+
+
+def test_dashes_and_underscores_in_flag_names(tmp_path):
+  result = _run(tmp_path, "--out-dir=a-b_c", "--no-show-progress", "x-y",
+                "--", "--not-a-flag")
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == "ran a-b_c False ['x-y', '--not-a-flag']"
+  result = _run(tmp_path, "--out_dir", "--x-y", "--noshow_progress")
+  assert result.stdout.strip() == "ran --x-y False []", result.stderr
+
+
+def test_flag_names_change_only_names():
+  from dre_jax import cli
+  assert cli.flag_names(
+      ["--torch-weights=a-b.pth", "-num-classes", "7", "--config.eval.num-images=8",
+       "--config=configs/x-y.py:run-local", "--no-progress", "--yes", "-",
+       "photo-1.jpg", "--out", "-my-dir", "--no-such", "--", "--a-b"],
+      booleans=["progress", "yes"]) == [
+      "--torch_weights=a-b.pth", "-num_classes", "7", "--config.eval.num_images=8",
+      "--config=configs/x-y.py:run-local", "--noprogress", "--yes", "-",
+      "photo-1.jpg", "--out", "-my-dir", "--no_such", "--", "--a-b"]

@@ -308,7 +308,7 @@ def test_cli_end_to_end(tmp_path, tiny_torch):
   weights = _save(tiny_torch.state_dict(), tmp_path / "tiny.pth", "legacy")
   out = tmp_path / "converted"
   command = [sys.executable, "-m", "dre_jax.cli.convert", "--arch",
-             "tiny_cnn", "--torch-weights", str(weights), "--out", str(out)]
+             "tiny_cnn", "--torch_weights", str(weights), "--out", str(out)]
   run = subprocess.run(command, capture_output=True, text=True, check=False)
   assert run.returncode == 0, run.stderr
   assert f"wrote {out}: tiny_cnn with 7 classes" in run.stdout

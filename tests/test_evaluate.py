@@ -190,3 +190,31 @@ def test_user_mistakes_are_one_line(setup):
     lines = [l for l in result.stderr.splitlines() if l.strip()
              and not TENSORFLOW_CHATTER.match(l)]
     assert len(lines) == 1 and message in lines[0], result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_estimate_and_refusal_of_a_long_cpu_run(setup):
+  """SmoothGrad with 10^9 samples per image: the estimate is days, so without
+  --num_images or --yes the run is refused before any work, in one line."""
+  _, workdir, _, config = setup
+  flags = [f"--config={config}", "--methods=smgrad", "--set=smgrad.samples=1000000000"]
+  result = subprocess.run(eval_util.evaluate_command(workdir, *flags),
+                          env=eval_util.env(), cwd=eval_util.REPO,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 2, result.stderr[-3000:]
+  estimate = re.search(r"\[evaluate\] estimate: 1 method x 32 images = ([\d,]+) "
+                       r"classifier passes .*: about (.+) \(plus compilation\)",
+                       result.stdout)
+  assert estimate, result.stdout
+  # 10^9 passes per image plus 9 forwards of the curve, twice on 8 images,
+  # and the predictions: half a pass each.
+  assert int(estimate.group(1).replace(",", "")) == round(
+      32 * 1e9 + 0.5 * 9 * (32 + 8) + 0.5 * 32)
+  lines = [l for l in result.stderr.splitlines() if l.strip()
+           and not TENSORFLOW_CHATTER.match(l)]
+  assert len(lines) == 1, result.stderr[-3000:]
+  assert re.fullmatch(r"evaluate\.py: error: this run is estimated at .+ on the "
+                      r"CPU; evaluate a smaller sample with --num_images "
+                      r"\(e\.g\. --num_images=\d+ takes about an hour\) or pass "
+                      r"--yes to run it anyway", lines[0]), lines[0]
+  assert not glob.glob(os.path.join(workdir, "evaluation", "cache", "smgrad*"))

@@ -25,8 +25,10 @@ def test_saved_config_with_overrides(tmp_path):
   assert config.eval.settings == ("a.b=1",)  # JSON lists back to tuples
   assert "not_a_field" not in config.dataset
   config = workdir_config.for_workdir(workdir, methods="vgrad", num_images=8,
-                                      split=None, boxes_dir="/boxes")
+                                      split=None, boxes_dir="/boxes",
+                                      settings=["a.b=2", "c.d='x'"])
   assert (config.eval.methods, config.eval.num_images) == ("vgrad", 8)
+  assert config.eval.settings == ("a.b=1", "a.b=2", "c.d='x'")  # the last wins
   assert config.eval.split == config_lib.default_config().eval.split
   assert config.dataset.boxes_dir == "/boxes"
   with pytest.raises(TypeError, match="unknown overrides \\['method'\\]"):

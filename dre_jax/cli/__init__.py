@@ -20,6 +20,10 @@ that installs it (`dre_jax.extras`). `--debug` (or the environment variable
 DRE_JAX_DEBUG=1) shows the full traceback instead. An unexpected error (a bug)
 is also one line, with its type, and exit status 1.
 
+Flag names take dashes or underscores (`--torch-weights`, `--torch_weights`,
+`--config.eval.num-images=8`); `flag_names` spells them with underscores before
+parsing, leaving values, config paths and the arguments after `--` as they are.
+
 Configs. The experiment configs live in the checkout's `configs/` and are
 installed with the package as `dre_jax/configs/` (in the source tree a link to
 `../configs`, so both are the same files). `--config` takes a path, as
@@ -140,6 +144,35 @@ def with_config_paths(argv: list[str]) -> list[str]:
   return out
 
 
+def flag_names(args: Sequence[str], booleans: Sequence[str] = ()) -> list[str]:
+  """args (without the program name) with every flag's name spelt with
+  underscores: `--torch-weights=a-b.pth` -> `--torch_weights=a-b.pth`, and
+  `--no-progress` -> `--noprogress` for a boolean flag in `booleans` (absl's
+  negation).
+
+  Only names change: a value after "=", the value after a flag without "="
+  that is not in `booleans` (`--out -my-dir`), the arguments that are not
+  flags and everything after "--" stay as they are.
+  """
+  out = list(args)
+  value_next = False
+  for i, arg in enumerate(out):
+    if arg == "--":
+      break
+    dashes = len(arg) - len(arg.lstrip("-"))
+    if value_next or dashes not in (1, 2) or len(arg) == dashes:
+      value_next = False
+      continue
+    name, eq, value = arg[dashes:].partition("=")
+    name = name.replace("-", "_")
+    if name.startswith("no_") and name[3:] in booleans and name not in booleans:
+      name = "no" + name[3:]
+    value_next = not eq and name not in booleans and not (
+        name.startswith("no") and name[2:] in booleans)
+    out[i] = arg[:dashes] + name + eq + value
+  return out
+
+
 def _adopt_module(main: Callable, argv0: str) -> None:
   """main's module's flags and docstring become the program's (argv[0]), so
   that --help and --helpshort show them under a console script or a wrapper."""
@@ -167,8 +200,11 @@ def run(main: Callable[[Sequence[str]], object], argv: list[str] | None = None,
   only the errors are handled here. prog: the name errors start with
   (default: the script's file name). A `--config` flag (ml_collections'
   config_flags) also takes an installed config's name (`with_config_paths`).
+  Flag names take dashes or underscores (`flag_names`).
   """
   argv = list(sys.argv if argv is None else argv)
+  booleans = [n for n in flags.FLAGS if flags.FLAGS[n].boolean] if absl_flags else []
+  argv = argv[:1] + flag_names(argv[1:], booleans)
   debug = "--debug" in argv or os.environ.get("DRE_JAX_DEBUG", "") not in ("", "0")
   argv = [a for a in argv if a != "--debug"]
   prog = prog or (os.path.basename(argv[0]) if argv else "dre_jax")
@@ -179,8 +215,9 @@ def run(main: Callable[[Sequence[str]], object], argv: list[str] | None = None,
   saved_argv = sys.argv
   try:
     if absl_flags:
-      if "config" in flags.FLAGS:  # config_flags reads its overrides off sys.argv
-        argv = sys.argv = with_config_paths(argv)
+      if "config" in flags.FLAGS:
+        argv = with_config_paths(argv)
+      sys.argv = argv  # config_flags reads its overrides off sys.argv
       app.run(main, argv=argv, flags_parser=_parse_flags)
     else:
       main(argv[1:])

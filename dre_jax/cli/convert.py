@@ -1,7 +1,7 @@
 """`dre-convert`: converts torchvision-layout weights into a classifier directory.
 
-    dre-convert --arch resnet50 --torch-weights resnet50.pth \
-        --out weights/resnet50 [--num-classes 200]
+    dre-convert --arch resnet50 --torch_weights resnet50.pth \
+        --out weights/resnet50 [--num_classes 200] [--state_dict_key state_dict]
 
 (from a source checkout without installing: `python -m dre_jax.cli.convert`)
 
@@ -12,12 +12,14 @@ classifier directory (`dre_jax.io.classifier_dir`) that training
 read back. The conversion itself is `dre_jax.io.torch_weights`. Keys of a
 `nn.DataParallel`/DDP model lose their "module." prefix; a mistake (a file that
 is not a state_dict, weights of another architecture, an existing --out) is one
-line naming the fix (`dre_jax.cli`, --debug for the traceback).
+line naming the fix (`dre_jax.cli`, --debug for the traceback). Flag names
+take dashes or underscores (--torch-weights, --torch_weights).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 import jax
 
@@ -29,19 +31,21 @@ from dre_jax.models import registry
 
 
 def main(argv: list[str] | None = None, prog: str = "dre-convert") -> None:
+  """Converts as the arguments `argv` (default sys.argv[1:]) say."""
   parser = argparse.ArgumentParser(
       prog=prog, description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--arch", required=True, choices=registry.names())
-  parser.add_argument("--torch-weights", required=True,
+  parser.add_argument("--torch_weights", required=True,
                       help="a torch.save file (.pth/.ckpt) of a state_dict")
-  parser.add_argument("--state-dict-key", default=None,
+  parser.add_argument("--state_dict_key", default=None,
                       help="entry of a file that nests state_dicts, e.g. "
                       "'state_dict'")
   parser.add_argument("--out", required=True, help="directory to write")
-  parser.add_argument("--num-classes", type=int, default=None,
+  parser.add_argument("--num_classes", type=int, default=None,
                       help="default: read off the checkpoint's classifier")
-  args = parser.parse_args(argv)
+  args = parser.parse_args(cli.flag_names(
+      sys.argv[1:] if argv is None else argv))
 
   spec = registry.get(args.arch)
   state_dict, stripped = torch_weights.strip_data_parallel(

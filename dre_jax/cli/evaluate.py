@@ -4,7 +4,7 @@ Every explainer, Tables 2-5, figures:
 
     dre-evaluate --workdir=runs/cub_resnet                 # its config.json
     dre-evaluate --config=configs/cub_resnet.py --workdir=runs/cub_resnet \
-        --config.eval.num_images=2000 --methods=dre,gcam,gcam++,vgrad
+        --num_images=2000 --methods=dre,gcam,gcam++,vgrad --set=smgrad.samples=20
     dre-evaluate --workdir=runs/imagenet_resnet,runs/imagenet_vgg,...   # one
         column per classifier in the combined tables (--compare_dir)
 
@@ -16,6 +16,12 @@ where the dataset has boxes, the maps' skewness, seconds per image) and writes
 replaced together). Killed at any point, the same command resumes where it
 stopped and ends with the same numbers. `--max_shards=K` stops after K shards
 and writes `<workdir>/eval_partial/` instead, never replacing `eval/`.
+
+Before it starts, it prints an estimate of its run time (the methods' classifier
+passes times a measured pass, `dre_jax.evaluation.estimate`); on a CPU it
+refuses a run estimated over an hour unless --num_images or --yes is given.
+Method settings are `--set=METHOD.NAME=VALUE` (repeatable, as dre-explain;
+added to config.eval.settings). Flag names take dashes or underscores.
 
 The config is the workdir's config.json unless --config is given
 (`dre_jax.evaluation.workdir_config`); the image size is the one the estimator
@@ -46,12 +52,17 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_list(
     "workdir", None, "What train.py trained; several (comma-separated) give one "
     "column each in the combined tables.")
-_METHODS = flags.DEFINE_string(
-    "methods", None, "Explainers, e.g. dre,gcam,vgrad (config.eval.methods; "
-    "default all that the workdir can run).")
+_METHODS = flags.DEFINE_list(
+    "methods", None, "Comma-separated explainers, e.g. dre,gcam,vgrad "
+    "(config.eval.methods; default all that the workdir can run).")
+_SET = flags.DEFINE_multi_string(
+    "set", [], "A method setting, METHOD.NAME=VALUE (repeatable), e.g. "
+    "--set=smgrad.samples=20 (added to config.eval.settings).")
 _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", None, "The sample's size (config.eval.num_images; 0 = the "
     "whole split).")
+_YES = flags.DEFINE_bool(
+    "yes", False, "Run even where the estimate is over an hour on a CPU.")
 _SPLIT = flags.DEFINE_string("split", None, "Split (config.eval.split).")
 _MGNET = flags.DEFINE_string("mgnet_workdir", None,
                              "MGnet's workdir (config.eval.mgnet_workdir).")
@@ -74,6 +85,9 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes."
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 flags.mark_flags_as_required(["workdir"])
 
+# The longest run on a CPU started without --num_images or --yes.
+CPU_LIMIT_SECONDS = 3600
+
 
 def main(argv):
   if len(argv) > 1:
@@ -84,9 +98,11 @@ def main(argv):
   configs = []
   for workdir in workdirs:
     config = workdir_config.for_workdir(
-        workdir, _CONFIG.value, methods=_METHODS.value,
+        workdir, _CONFIG.value,
+        methods=None if _METHODS.value is None else ",".join(_METHODS.value),
         num_images=_NUM_IMAGES.value, split=_SPLIT.value,
-        mgnet_workdir=_MGNET.value, boxes_dir=_BOXES.value)
+        mgnet_workdir=_MGNET.value, boxes_dir=_BOXES.value,
+        settings=_SET.value)
     if _CONFIG.value is not None:
       for note in workdir_config.differences(workdir, config):
         print(f"[evaluate] note: {note}")
@@ -94,11 +110,13 @@ def main(argv):
   for config in configs:  # a mistake stops the run before any work
     eval_config.validate(config.eval)
   from dre_jax.evaluation import runner  # pylint: disable=import-outside-toplevel
+  plans = [runner.plan(workdir, config, image_size=_IMAGE_SIZE.value,
+                       log=_log) for workdir, config in zip(workdirs, configs)]
+  _estimate(plans)
   all_results = []
-  for workdir, config in zip(workdirs, configs):
-    results = runner.evaluate_workdir(
-        workdir, config, max_shards=_MAX_SHARDS.value,
-        image_size=_IMAGE_SIZE.value, progress=_PROGRESS.value)
+  for workdir, plan in zip(workdirs, plans):
+    results = runner.run_plan(plan, max_shards=_MAX_SHARDS.value,
+                              progress=_PROGRESS.value, log=_log)
     all_results.append(results)
     if jax.process_index() != 0:
       continue
@@ -113,6 +131,31 @@ def main(argv):
                                              "comparison")
     for path in compare.write(workdirs, all_results, workdir_lib.resolve(out)):
       print(f"[evaluate] wrote {path}")
+
+
+def _log(line: str) -> None:
+  print(line, flush=True)
+
+
+def _estimate(plans) -> None:
+  """Prints the run time's estimate; a CPU run over CPU_LIMIT_SECONDS without
+  --num_images or --yes is a UserError naming both."""
+  from dre_jax.evaluation import estimate  # pylint: disable=import-outside-toplevel
+  _log("[evaluate] timing a classifier pass for the run-time estimate "
+       "(compiling ...)")
+  estimates = [estimate.for_plan(p) for p in plans]
+  for plan, est in zip(plans, estimates):
+    where = f" ({plan.loaded.workdir})" if len(plans) > 1 else ""
+    _log(f"[evaluate] estimate{where}: {est.line()}")
+  seconds = sum(e.seconds for e in estimates)
+  if (estimates[0].backend == "cpu" and seconds > CPU_LIMIT_SECONDS
+      and _NUM_IMAGES.value is None and not _YES.value):
+    fits = min(e.images_within(CPU_LIMIT_SECONDS / len(estimates))
+               for e in estimates)
+    raise cli.UserError(
+        f"this run is estimated at {estimate.duration(seconds)} on the CPU; "
+        f"evaluate a smaller sample with --num_images (e.g. --num_images={fits} "
+        "takes about an hour) or pass --yes to run it anyway")
 
 
 def run() -> None:

@@ -748,6 +748,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     builder = TuxpaintComposites(config=name, data_dir=args.data_dir,
                                  tuxpaint_root=args.tuxpaint_root)
+    if not builder.is_prepared():
+      print(f"{name}: building {builder.data_dir} (minutes) ...", flush=True)
     builder.download_and_prepare()
     print(f"{name}: {builder.info.splits} in "
           f"{time.perf_counter() - start:.1f} s -> {builder.data_dir}")

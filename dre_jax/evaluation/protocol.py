@@ -293,9 +293,14 @@ def _run_method(m: EvalMethod, frozen, batches: _Batches, targets, score,
     counter = parallel.replicate(mesh, np.array([method_id, shard, b], np.uint32))
     args = (frozen, batch["image"], target, counter)
     if m.name not in compiled:
+      shown = bar.desc if bar is not None else None
+      if bar is not None:
+        bar.set_description_str(f"compiling {m.name}", refresh=True)
       explain = lambda clf, x, t, c, _m=m: _m.explain(  # noqa: E731
           clf, x, t, _key(protocol.seed, c))
       compiled[m.name] = jax.jit(explain).lower(*args).compile()
+      if bar is not None:
+        bar.set_description_str(shown)
     begin = time.perf_counter()
     saliency = jax.block_until_ready(compiled[m.name](*args))
     seconds += time.perf_counter() - begin

@@ -4,8 +4,9 @@
 
 loads the workdir's classifier (and its DRE estimator), builds the requested
 explainers from `dre_jax.explainers` (with `config.eval.settings`), draws the
-seeded sample of the evaluation split, runs `protocol.run` (resumable) and
-publishes `<workdir>/eval` (`report`). Each method binds the generators it
+seeded sample of the evaluation split (`plan`: everything before the work, for
+the run-time estimate), runs `protocol.run` (resumable) and publishes
+`<workdir>/eval` (`report`; `run_plan`). Each method binds the generators it
 needs (`explainers.Method.needs`): the workdir's DRE generator, and the one
 trained with the MGnet objective in `config.eval.mgnet_workdir`.
 """
@@ -124,15 +125,34 @@ def _class_namers(classifier: Classifier, dataset: str, data_dir: str | None,
   return target_name, label_name
 
 
-def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
-                     image_size: int | None = None, progress: bool = True,
-                     log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Runs the protocol on `workdir` with `config` and publishes its report.
+@dataclasses.dataclass
+class Plan:
+  """An evaluation ready to run: what `plan` loaded and chose."""
+
+  config: Any                     # the experiment config
+  loaded: Loaded
+  methods: list[protocol_lib.EvalMethod]
+  sample: protocol_lib.Sample
+  protocol: protocol_lib.Protocol
+  image_size: int
+  labels_match: bool
+  mesh: Any
+
+
+def _data(config) -> tuple[str, str, str | None, str | None]:
+  """(dataset, split, data_dir, boxes_dir) of the evaluation; None: unset."""
+  return (config.dataset.name, config.eval.split or config.dataset.eval_split,
+          config.dataset.data_dir or None,
+          config.dataset.get("boxes_dir", "") or None)
+
+
+def plan(workdir: str, config, *, image_size: int | None = None,
+         log: Callable[[str], None] = print) -> Plan:
+  """Loads `workdir`, builds the methods and draws the sample of `config`.
 
   config: the experiment config (`config.dataset`, `config.eval`).
   image_size: evaluate at this size; default the estimator's training size
     (else config.dataset.image_size).
-  Returns results.json's content, plus "report" (the published directory).
   """
   e = config.eval
   eval_config.validate(e)
@@ -159,15 +179,13 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
   if image_size % 32:
     raise ValueError(f"image size {image_size} must be a multiple of 32")
 
-  dataset, split = config.dataset.name, e.split or config.dataset.eval_split
-  boxes_dir = config.dataset.get("boxes_dir", "") or None
+  dataset, split, data_dir, boxes_dir = _data(config)
   if e.explainability and dataset.split(":")[0] == "imagenet2012":
     try:  # the other datasets have boxes or not; M_E is skipped without them
       pipelines.check_boxes("imagenet2012", False, boxes_dir)
     except ValueError as err:
       raise ValueError(f"{err}; or pass --config.eval.explainability=False for "
                        "M_F only") from None
-  data_dir = config.dataset.data_dir or None
   sample = protocol_lib.make_sample(
       eval_data.split_size(dataset, split, data_dir), e.num_images, e.seed,
       dataset=dataset, split=split, image_size=image_size,
@@ -189,7 +207,28 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
   log(f"[evaluate] {len(sample)} images of {dataset}/{split} at {image_size} px, "
       f"{len(methods)} methods ({', '.join(m.name for m in methods)}) on "
       f"{jax.device_count()} devices ({jax.process_count()} processes)")
+  return Plan(config, loaded, methods, sample, protocol, image_size,
+              labels_match, mesh)
 
+
+def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
+                     image_size: int | None = None, progress: bool = True,
+                     log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Runs the protocol on `workdir` with `config` and publishes its report:
+  `run_plan(plan(workdir, config, ...))`. Returns results.json's content,
+  plus "report" (the published directory)."""
+  return run_plan(plan(workdir, config, image_size=image_size, log=log),
+                  max_shards=max_shards, progress=progress, log=log)
+
+
+def run_plan(p: Plan, *, max_shards: int | None = None, progress: bool = True,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Runs the protocol of a `plan` (resumable) and publishes its report."""
+  config, loaded, methods, sample = p.config, p.loaded, p.methods, p.sample
+  protocol, image_size, labels_match, mesh = (p.protocol, p.image_size,
+                                              p.labels_match, p.mesh)
+  e, workdir = config.eval, loaded.workdir
+  dataset, split, data_dir, boxes_dir = _data(config)
   cache = os.path.join(workdir, report.CACHE)
   source = eval_data.tfds_source(dataset, split, image_size=image_size,
                                  data_dir=data_dir,

@@ -86,8 +86,8 @@ def run_stage(stage: Stage, state: Any, mesh, workdir: str,
                  stage.name, start)
     return state, summary
 
-  logging.info("%s: steps %d to %d (%d epochs of %d)", stage.name, start + 1,
-               total, stage.epochs, steps_per_epoch)
+  logging.info("%s: steps %d to %d (%d epochs of %d); compiling the step ...",
+               stage.name, start + 1, total, stage.epochs, steps_per_epoch)
   step_fn = jax.jit(stage.step_fn, donate_argnums=0)
   progress = periodic_actions.ReportProgress(
       num_train_steps=total, every_steps=config.log_every_steps,
