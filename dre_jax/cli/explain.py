@@ -146,10 +146,6 @@ def main(argv):
       classifier_dir=_CLASSIFIER.value, image_size=_IMAGE_SIZE.value)
   if methods is None:
     methods = app.default_methods(model)
-  unknown = sorted(set(settings) - set(methods))
-  if unknown:
-    raise cli.UserError(f"--set names {', '.join(unknown)}, not among the "
-                        f"methods run ({', '.join(methods)})")
   for m in methods:  # a missing generator or an unknown setting: one line
     app.running.compiled_method(m, model, settings.get(m, {}))
   os.makedirs(out, exist_ok=True)
@@ -166,7 +162,7 @@ def main(argv):
         f"{' (but --set)' if settings else ''}, classifier passes per image: "
         + ", ".join(f"{m} {passes[m]:g}" for m in methods), flush=True)
 
-  entries, failures, used, timed = [], [], set(), set()
+  entries, failures, used, timed = [], [], set(), {}
 
   def on_failure(error):
     failures.append({"source": error.path, "reason": error.reason})
@@ -174,10 +170,17 @@ def main(argv):
           flush=True)
 
   def on_method(name, seconds):
-    if name not in timed:  # the first batch: compilation included
-      timed.add(name)
-      print(f"{prog}: {name} took {seconds:.1f} s for the first batch",
-            flush=True)
+    if name in timed:  # progress on the first batch: compilation included
+      return
+    timed[name] = seconds
+    left = sum(passes[m] for m in methods if m not in timed)
+    done = sum(passes[m] for m in timed)
+    eta = ""
+    if left and done >= _ESTIMATE_AFTER:
+      eta = (f"; about {_duration(sum(timed.values()) / done * left)} more "
+             "for the other methods at this rate")
+    print(f"{prog}: {name} took {seconds:.1f} s for the first batch{eta}",
+          flush=True)
 
   titles = {m: explainers.method(m).display for m in methods}
   batches = app.explain_batches(
@@ -220,6 +223,14 @@ def main(argv):
           "(listed above and in index.html)", file=sys.stderr)
     return 1
   return 0
+
+
+# Passes timed before the time left is estimated from them.
+_ESTIMATE_AFTER = 100
+
+
+def _duration(seconds: float) -> str:
+  return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _underscored(argv: list[str]) -> list[str]:
