@@ -20,6 +20,8 @@ Where to find each part of the paper:
 * The experiment config (defaults of Sec. 4.1, validation): `dre_jax.config`.
 * The two-stage training of Sec. 4.1, data parallelism, checkpoints:
   `dre_jax.training`.
+* Explaining one's own photos (`explain_images`, what `dre-explain` writes):
+  `dre_jax.app`.
 * The command-line tools (`dre-train`, `dre-evaluate`, `dre-explain`,
   `dre-convert`): `dre_jax.cli`; the pip extras each feature needs:
   `dre_jax.extras`.
@@ -39,6 +41,6 @@ def __getattr__(name):
   # `dre_jax.explain_images` (explain your own photos) without importing JAX
   # on `import dre_jax.<module>`.
   if name == "explain_images":
-    from dre_jax.explain import explain_images  # pylint: disable=import-outside-toplevel
+    from dre_jax.app.running import explain_images  # pylint: disable=import-outside-toplevel
     return explain_images
   raise AttributeError(f"module 'dre_jax' has no attribute {name!r}")

@@ -146,21 +146,21 @@ def main(argv=None):
   parser.add_argument("--data_dir", default=os.environ.get("TFDS_DATA_DIR"))
   parser.add_argument("--out", default="results/natural_photos")
   args = parser.parse_args(argv)
-  from dre_jax import explain as explain_lib  # pylint: disable=import-outside-toplevel
+  from dre_jax import app  # pylint: disable=import-outside-toplevel
 
   methods = [m for m in args.methods.split(",") if m]
   os.makedirs(args.out, exist_ok=True)
   report = {"workdir": args.workdir, "methods": methods, "sizes": {}}
   for size in (int(s) for s in args.sizes.split(",")):
     begin = time.time()
-    model = explain_lib.load_model(args.workdir, image_size=size)
+    model = app.load_model(args.workdir, image_size=size)
     names, objects, photos, boxes, skipped = load_photos(args.boxes, size)
     sets = {"photos": (photos, boxes)}
     if args.composites:
       sets["composites"] = load_composites(args.composites, size, args.data_dir)
     entry = {"skipped": skipped, "names": names, "objects": objects}
     for set_name, (images, masks) in sets.items():
-      ex = explain_lib.explain_images(list(images), model=model, methods=methods)
+      ex = app.explain_images(list(images), model=model, methods=methods)
       scores = {m: score(model, ex.maps[m], ex.images, masks, ex.targets)
                 for m in methods}
       top = ex.probabilities.max(axis=1)

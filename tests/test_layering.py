@@ -13,11 +13,12 @@ ROOT = os.path.dirname(dre_jax.__file__)
 # at the top or inside a function.
 FORBIDDEN = {
     "dre_jax.config": ("dre_jax.evaluation", "dre_jax.explainers", "dre_jax.training",
-                       "dre_jax.io", "dre_jax.data", "dre_jax.explain"),
+                       "dre_jax.io", "dre_jax.data", "dre_jax.app"),
     "dre_jax.training": ("dre_jax.explainers", "dre_jax.evaluation"),
     "dre_jax.explainers": ("dre_jax.training", "dre_jax.evaluation"),
     "dre_jax.estimator": ("dre_jax.explainers", "dre_jax.training", "dre_jax.io"),
     "dre_jax.resize": ("dre_jax",),
+    "dre_jax.app": ("dre_jax.training", "dre_jax.evaluation", "dre_jax.cli"),
 }
 
 

@@ -18,8 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE_MODULES = (
     "dre_jax", "dre_jax.classifier", "dre_jax.estimator", "dre_jax.metrics",
     "dre_jax.explainers", "dre_jax.models", "dre_jax.models.tiny",
-    "dre_jax.models.efficientnet_lite", "dre_jax.explain", "dre_jax.io",
-    "dre_jax.explain_page", "dre_jax.images", "dre_jax.config",
+    "dre_jax.models.efficientnet_lite", "dre_jax.app", "dre_jax.io",
+    "dre_jax.app.page", "dre_jax.images", "dre_jax.config",
     "dre_jax.evaluation", "dre_jax.evaluation.figures",
     "dre_jax.evaluation.workdir_config", "dre_jax.cli", "dre_jax.cli.explain",
     "dre_jax.cli.convert")
@@ -28,7 +28,7 @@ TRAIN_CLIS = ("dre_jax.cli.train", "dre_jax.cli.evaluate")
 # ... and these do not even read checkpoints (orbax).
 NO_CHECKPOINT_MODULES = ("dre_jax", "dre_jax.classifier", "dre_jax.metrics",
                          "dre_jax.explainers", "dre_jax.models",
-                         "dre_jax.explain")
+                         "dre_jax.app")
 
 
 def _python(code, *args, env=None):

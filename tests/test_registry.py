@@ -10,6 +10,7 @@ values.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -18,10 +19,11 @@ import numpy as np
 import pytest
 
 from dre_jax import config as config_lib
-from dre_jax import explain as explain_lib
 from dre_jax import explainers
 from dre_jax import parallel
-from dre_jax import explain_page as report
+from dre_jax.app import loading
+from dre_jax.app import page
+from dre_jax.app import running
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.evaluation import cache
@@ -201,22 +203,35 @@ def test_runner_binds_and_leaves_out_what_is_missing(classifier, generators,
 
 def test_explain_binds_the_models_generator_as_its_kind(classifier, generators):
   dre, _ = generators
-  model = explain_lib.Model(classifier=classifier, dre=dre.estimator,
-                            generator_variables=dre.variables, image_size=SIZE,
-                            class_names=None, source="runs/x")
-  assert explain_lib.explainer_names() == explainers.names()
-  explain_lib._method_fn("dre", model, {})
-  with pytest.raises(ValueError, match="'mgnet' needs .*MGnet objective.*'dre' objective"):
-    explain_lib._method_fn("mgnet", model, {})
-  mgnet_model = explain_lib.Model(classifier=classifier, dre=dre.estimator,
-                                  generator_variables=dre.variables,
-                                  image_size=SIZE, class_names=None,
-                                  source="runs/m", objective="mgnet")
-  explain_lib._method_fn("mgnet", mgnet_model, {})
-  with pytest.raises(ValueError, match="'dre' needs a DRE generator"):
-    explain_lib._method_fn("dre", mgnet_model, {})
+  model = loading.Model(classifier=classifier, dre=dre.estimator,
+                        generator_variables=dre.variables, image_size=SIZE,
+                        class_names=None, source="runs/x")
+  running.compiled_method("dre", model, {})
+  with pytest.raises(ValueError, match="mgnet needs an MGnet generator, and "
+                     "runs/x has a generator trained with the 'dre' objective: "
+                     "train one, dre-train --config=configs/mgnet.py"):
+    running.compiled_method("mgnet", model, {})
+  mgnet_model = loading.Model(classifier=classifier, dre=dre.estimator,
+                              generator_variables=dre.variables,
+                              image_size=SIZE, class_names=None,
+                              source="runs/m", objective="mgnet")
+  running.compiled_method("mgnet", mgnet_model, {})
+  with pytest.raises(ValueError, match="dre needs a DRE generator, and runs/m "
+                     "has a generator trained with the 'mgnet' objective: run "
+                     "`bash scripts/quickstart.sh`"):
+    running.compiled_method("dre", mgnet_model, {})
   with pytest.raises(ValueError, match="did you mean 'gcam'"):
-    explain_lib._method_fn("gcamm", model, {})
+    running.compiled_method("gcamm", model, {})
+  assert running.runnable_methods(model) == (
+      "dre", "mpert", "finv", "xpert", "gcam", "gcam++", "vgrad", "smgrad",
+      "itgrad", "dre+self")
+  assert running.default_methods(model) == ("dre",)
+  assert running.default_methods(mgnet_model) == ("mgnet",)
+  bare = dataclasses.replace(model, dre=None, generator_variables=None,
+                             objective=None)
+  assert running.default_methods(bare) == (
+      "mpert", "finv", "xpert", "gcam", "gcam++", "vgrad", "smgrad", "itgrad")
+  assert all(not explainers.method(m).needs for m in running.default_methods(bare))
 
 
 def test_tables_and_report_read_the_registry():
@@ -224,5 +239,5 @@ def test_tables_and_report_read_the_registry():
       row[0] for row in TABLE_2]
   assert tables.display_name("not-registered") == "not-registered"
   saliency = np.linspace(0, 0.5, 100, dtype=np.float32).reshape(10, 10)
-  np.testing.assert_array_equal(report.display_map(saliency, "mgnet"), saliency)
-  assert report.display_map(saliency, "vgrad").max() == 1.0  # scaled
+  np.testing.assert_array_equal(page.display_map(saliency, "mgnet"), saliency)
+  assert page.display_map(saliency, "vgrad").max() == 1.0  # scaled

@@ -1,4 +1,4 @@
-"""What `python explain.py` writes: per image the maps, PNGs and a figure; one web page.
+"""What `dre-explain` writes: per image the maps, PNGs and a figure; one web page.
 
     OUT/
       index.html              every image: the input, its top-5 classes, one
