@@ -233,22 +233,9 @@ def _duration(seconds: float) -> str:
   return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def _underscored(argv: list[str]) -> list[str]:
-  """--released-dre=x -> --released_dre=x (flags take either spelling)."""
-  out = []
-  for i, arg in enumerate(argv):
-    if arg == "--":
-      return out + argv[i:]
-    if arg.startswith("--") and i > 0:
-      name, eq, value = arg[2:].partition("=")
-      arg = "--" + name.replace("-", "_") + eq + value
-    out.append(arg)
-  return out
-
-
 def run() -> None:
   """The console script: `main` on sys.argv (dashes or underscores)."""
-  cli.run(main, _underscored(sys.argv))
+  cli.run(main)
 
 
 if __name__ == "__main__":
