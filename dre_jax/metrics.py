@@ -212,6 +212,16 @@ def explainability(masks: jnp.ndarray, box_masks: jnp.ndarray,
   return jnp.where(total > 0, 100.0 * ap, jnp.nan)
 
 
+def spread(masks: jnp.ndarray) -> jnp.ndarray:
+  """Standard deviation over max |score| per map: [N, H, W] -> [N] in [0, 1].
+
+  Scale-free (gradients and masks alike); 0 for a constant map.
+  """
+  z = masks.reshape(masks.shape[0], -1).astype(jnp.float32)
+  peak = jnp.max(jnp.abs(z), axis=1)
+  return jnp.where(peak > 0, jnp.std(z, axis=1) / jnp.where(peak > 0, peak, 1.0), 0.0)
+
+
 def skewness(masks: jnp.ndarray) -> jnp.ndarray:
   """Pearson's moment coefficient E[(z - mu)^3] / sigma^3 per map: [N, ...] -> [N].
 
