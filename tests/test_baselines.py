@@ -5,6 +5,9 @@ near-copies they replace.
   TV term on the mask's own grid (the TV of the upsampled mask grows as
   (224 / H)^3); the masks of one image at 96, 128 and 224 px are alike with a
   stand-in classifier whose evidence is the same at every size.
+* SmoothGrad and Integrated Gradients reduce the colour channels as PAIR
+  saliency does (squared-gradient SmoothGrad, sum of |.| over channels),
+  against a direct computation.
 """
 
 import functools
@@ -80,3 +83,47 @@ def test_mpert_masks_look_alike_at_96_128_and_224_px():
   for size in (96, 128):
     assert np.abs(masks[size] - masks[224]).mean() < 0.004, size
     assert abs(objective[size] - objective[224]) < 0.01, size
+
+
+# ---------------------------------------------------------------------------
+# Gradient methods: each with its reference implementation's reduction.
+
+
+def _tiny():
+  from dre_jax.classifier import Classifier
+  clf = Classifier.init("tiny_cnn", jax.random.key(0), num_classes=4, image_size=32)
+  x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
+  return clf, x, jnp.argmax(clf.logits(x), axis=-1)
+
+
+def _input_gradient(clf, x, t):
+  return jax.grad(lambda v: jnp.sum(jnp.take_along_axis(
+      clf.logits(v), t[:, None], axis=1)))(x)
+
+
+def test_smoothgrad_is_pair_saliency_magnitude_then_grayscale():
+  """PAIR saliency: GetSmoothedMask(magnitude=True) averages squared gradients;
+  VisualizeImageGrayscale sums |.| over the channels."""
+  from dre_jax import explainers
+  clf, x, t = _tiny()
+  key = jax.random.key(3)
+  got = explainers.get("smgrad")(clf, x, t, key, samples=3)
+  sigma = 0.15 * (jnp.max(x, axis=(1, 2, 3)) - jnp.min(x, axis=(1, 2, 3)))
+  squares = 0
+  for s in range(3):
+    eps = jax.random.normal(jax.random.fold_in(key, s), x.shape[1:], x.dtype)
+    g = _input_gradient(clf, x + sigma[:, None, None, None] * eps, t)
+    squares = squares + g * g / 3
+  want = np.abs(np.asarray(squares)).sum(-1)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * want.max())
+  assert explainers.method("smgrad").revision == 2
+
+
+def test_integrated_gradients_map_is_pair_saliency_grayscale():
+  from dre_jax import explainers
+  clf, x, t = _tiny()
+  got = explainers.get("itgrad")(clf, x, t, steps=4, method="riemann_right")
+  path = sum(_input_gradient(clf, a * x, t) / 4 for a in (0.25, 0.5, 0.75, 1.0))
+  want = np.abs(np.asarray(x * path)).sum(-1)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * want.max())
+  assert explainers.method("itgrad").revision == 2
