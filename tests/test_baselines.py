@@ -8,6 +8,8 @@ near-copies they replace.
 * SmoothGrad and Integrated Gradients reduce the colour channels as PAIR
   saliency does (squared-gradient SmoothGrad, sum of |.| over channels),
   against a direct computation.
+* XPert's map is smoothed as TorchRay's attribution benchmark does (a zero
+  padded Gaussian of 0.09 x the image side, against scipy).
 """
 
 import functools
@@ -127,3 +129,33 @@ def test_integrated_gradients_map_is_pair_saliency_grayscale():
   want = np.abs(np.asarray(x * path)).sum(-1)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * want.max())
   assert explainers.method("itgrad").revision == 2
+
+
+# ---------------------------------------------------------------------------
+# XPert with TorchRay's final smoothing.
+
+
+def test_torchray_smoothing_is_a_zero_padded_gaussian():
+  import scipy.ndimage
+  rng = np.random.default_rng(0)
+  maps = rng.uniform(size=(2, 40, 56)).astype(np.float32)
+  got = mask_optimisation.torchray_smooth(jnp.asarray(maps), 0.09)
+  sigma = 0.09 * 40
+  truncate = np.ceil(4 * sigma) / sigma  # TorchRay's half-width ceil(4 sigma)
+  want = np.stack([scipy.ndimage.gaussian_filter(m.astype(np.float64), sigma,
+                                                 mode="constant", truncate=truncate)
+                   for m in maps])
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(mask_optimisation.torchray_smooth(maps, 0.0), maps)
+
+
+def test_xpert_map_is_smoothed_as_torchray_benchmark():
+  from dre_jax import explainers
+  clf, x, t = _tiny()
+  run = functools.partial(explainers.get("xpert"), clf, x, t, jax.random.key(0),
+                          iterations=3, areas=(0.1,))
+  smoothed, raw = run(), run(smooth=0.0)
+  np.testing.assert_allclose(smoothed, mask_optimisation.torchray_smooth(raw, 0.09),
+                             rtol=1e-5, atol=1e-6)
+  assert float(jnp.abs(smoothed - raw).max()) > 1e-3
+  assert explainers.method("xpert").revision == 3
