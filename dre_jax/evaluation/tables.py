@@ -217,9 +217,11 @@ def render(results: Sequence[dict[str, Any]]) -> str:
       f"Samples: {samples}. Every method explains the classifier's prediction "
       f"t on the same images. M_F: Eq. 10 with Delta = 1/{p['num_steps']}, base "
       f"image blurred (sigma 10, kernel 55); tie-breaker: {tie}. Normalised "
-      "M_F: min-max per image over the methods of a pool, then the mean (the "
-      "paper's Tables 3 and 5: DRE and the nine baselines); each table states "
-      "its pool. M_E: Eq. 11 on the box masks."
+      + ("M_F: min-max per image over the methods of a pool, then the mean (the "
+         "paper's Tables 3 and 5: DRE and the nine baselines); each table states "
+         "its pool." if "pools" in first else
+         "M_F: min-max per image over the evaluated methods, then the mean.")
+      + " M_E: Eq. 11 on the box masks."
       + ("" if "collapse_rule" not in first else
          f" A method is {first['collapse_rule']}; it is marked and not ranked."),
       "",
