@@ -136,6 +136,24 @@ def default_config() -> ConfigDict:
   return c
 
 
+# The paper's tie-breaker "adds a smoothed mask over the original one with a
+# small weight" (Sec. 4.2.1) and gives neither. Both maps are on [0, 1] (the
+# map min-max normalised, its blurred copy), so a weight of 1e-3 reorders
+# only pixels whose scores differ by less than 0.1% of the map's range (a
+# quarter of one level of an 8-bit display): plateaus and float32 near-ties
+# (saturated masks, CAM zeros, the controller's underflow) follow the
+# smoothed map, every visible difference of score keeps its order. Exact ties
+# left then follow the smoothed map as a second key (`metrics.TieBreak`).
+TIE_BREAK_WEIGHT = 1e-3
+
+# The normalisation pools of M_F (`config.eval.pools`): the paper's Tables 3
+# (ImageNet, CUB) and 5 (Places365) normalise over DRE and the nine baselines
+# of Sec. 4.1; DRE+ (Sec. 4.4.1, shown in Fig. 10 (a) beside DRE and MGnet,
+# without a table in the paper) is normalised with what it is built from.
+PAPER_POOLS = ("paper=dre,mgnet,mpert,finv,xpert,gcam,gcam++,vgrad,smgrad,itgrad",
+               "dre+=dre,dre+self,dre+mgnet,mgnet")
+
+
 def eval_defaults() -> ConfigDict:
   """The defaults of `config.eval`, the evaluation protocol (paper Sec. 4.1-4.2).
 
@@ -154,9 +172,20 @@ def eval_defaults() -> ConfigDict:
     config.eval.steps_per_call    insertion ratios run together (memory)
     config.eval.tie_break_sigma   the tie-breaker's smoothing, fraction of the
                                   image side; 0 = off (`dre_jax.metrics.TieBreak`)
-    config.eval.tie_break_weight  0 = only exact ties move; > 0 = additive
+    config.eval.tie_break_weight  the smoothed copy's weight, added to the
+                                  min-max normalised map (`TIE_BREAK_WEIGHT`);
+                                  0 = only exact ties move
     config.eval.tie_break_effect_images  images on which M_F is also computed
                                   without the tie-breaker, to show its effect
+    config.eval.pools             the methods whose M_F is min-max normalised
+                                  together per image, "NAME=m1,m2,..." each;
+                                  default the paper's Tables 3 and 5 (DRE and
+                                  the nine baselines) and DRE+ with DRE and
+                                  MGnet in a table of its own; () = one pool
+                                  of every evaluated method
+    config.eval.bootstrap_resamples  resamples of the paired bootstrap
+                                  intervals of DRE minus each method (seeded
+                                  with config.eval.seed)
     config.eval.explainability    M_E (Eq. 11) where the dataset has boxes
     config.eval.figure_images     rows of the saliency figures
     config.eval.settings          explainer settings, ("smgrad.samples=20",
@@ -178,8 +207,10 @@ def eval_defaults() -> ConfigDict:
   c.num_steps = 32
   c.steps_per_call = 4
   c.tie_break_sigma = 1.0 / 16
-  c.tie_break_weight = 0.0
+  c.tie_break_weight = TIE_BREAK_WEIGHT
   c.tie_break_effect_images = 256
+  c.pools = PAPER_POOLS
+  c.bootstrap_resamples = 10_000
   c.explainability = True
   c.figure_images = 6
   c.settings = ()

@@ -15,13 +15,14 @@ scores (saturated MGnet masks, Grad-CAM's zeros, float32 underflow in DRE's
 controller). The paper gives neither the kernel nor the weight. Here
 (`TieBreak`) the smoothed copy is the per-image min-max normalised map blurred
 with a Gaussian of sigma = `sigma` x the image side (1/16: 14 px at 224, 4 px
-at 64), and the default weight is the limit of a vanishing weight: the map's
-own score is the first sort key and the smoothed copy the second, so only
-pixels of exactly equal score change their order (among themselves: nearer
-to relevant regions first). `weight > 0` adds `weight x smoothed` to the
-normalised map instead (which also reorders near-ties); `sigma = 0` switches
-the tie-breaker off (equal scores keep raster order). Pixels still tied after
-both keys keep raster order.
+at 64). `weight > 0` ranks by the normalised map plus `weight x smoothed`
+(the evaluation's default, `config.TIE_BREAK_WEIGHT` = 1e-3, reorders
+near-ties too), with the smoothed copy as the second sort key; weight 0 is
+the limit of a vanishing weight: the map's own score is the first sort key
+and the smoothed copy the second, so only pixels of exactly equal score
+change their order (among themselves: nearer to relevant regions first).
+`sigma = 0` switches the tie-breaker off (equal scores keep raster order).
+Pixels still tied after both keys keep raster order.
 
 Normalised M_F (Sec. 4.2.1, Tables 3 and 5): per image, min-max over the
 evaluated methods, `normalise_across_methods`.
@@ -210,6 +211,16 @@ def explainability(masks: jnp.ndarray, box_masks: jnp.ndarray,
   total = hits[:, -1]
   ap = jnp.sum(precision * relevant, axis=1) / total
   return jnp.where(total > 0, 100.0 * ap, jnp.nan)
+
+
+def spread(masks: jnp.ndarray) -> jnp.ndarray:
+  """Standard deviation over max |score| per map: [N, H, W] -> [N] in [0, 1].
+
+  Scale-free (gradients and masks alike); 0 for a constant map.
+  """
+  z = masks.reshape(masks.shape[0], -1).astype(jnp.float32)
+  peak = jnp.max(jnp.abs(z), axis=1)
+  return jnp.where(peak > 0, jnp.std(z, axis=1) / jnp.where(peak > 0, peak, 1.0), 0.0)
 
 
 def skewness(masks: jnp.ndarray) -> jnp.ndarray:

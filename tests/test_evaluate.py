@@ -104,7 +104,8 @@ def test_three_methods_end_to_end(setup, full_run):
   masks, target = jax.jit(dre.explain)(clf, variables, images)
   np.testing.assert_array_equal(per_image["target"], target)
   curve = metrics.insertion_curve(clf.probability, images, masks, target, num_steps=8,
-                                  steps_per_call=4)
+                                  steps_per_call=4, tie_break=metrics.TieBreak(
+                                      **results["protocol"]["tie_break"]))
   np.testing.assert_allclose(per_image["dre/faithfulness"],
                              metrics.faithfulness(curve), rtol=1e-4, atol=1e-4)
 

@@ -138,7 +138,8 @@ def test_target_none_is_the_argmax(classifier, batch):
 def test_smoothgrad_without_noise_is_the_vanilla_gradient(classifier, batch):
   images, target = batch
   smooth = run("smgrad", classifier, images, target, jax.random.key(0),
-               samples=3, noise=0.0, batch_size=5)
+               samples=3, noise=0.0, batch_size=5, magnitude=False,
+               channels="max_abs")
   plain = run("vgrad", classifier, images, target)
   np.testing.assert_allclose(smooth, plain, rtol=1e-5, atol=1e-7)
   assert float(jnp.max(plain[0])) > 0  # not a comparison of zeros
@@ -182,8 +183,8 @@ def test_integrated_gradients_completeness_on_efficientnet_lite0(efficientnet):
   x = jax.image.resize(photo, (96, 144, 3), "linear")[None, :, 24:120]
   logits = efficientnet.logits(x)
   t = jnp.argmax(logits, axis=-1)
-  ig = jax.jit(functools.partial(explainers.get("itgrad"), batch_size=50))(
-      efficientnet, x, t)
+  ig = jax.jit(functools.partial(explainers.get("itgrad"), batch_size=50,
+                                 channels="sum"))(efficientnet, x, t)
   gap = efficientnet.logits(jnp.zeros_like(x))[0, t[0]]
   expected = float(logits[0, t[0]] - gap)
   assert abs(expected) > 1.0
@@ -476,9 +477,9 @@ def test_matches_captum(torch_pair):
   _close(run("vgrad", clf, x, t), sal)
 
   nt = NoiseTunnel(Saliency(model)).attribute(
-      xt, nt_type="smoothgrad", nt_samples=3, stdevs=0.0, target=tt, abs=True)
+      xt, nt_type="smoothgrad_sq", nt_samples=3, stdevs=0.0, target=tt, abs=False)
   _close(run("smgrad", clf, x, t, jax.random.key(0), samples=3, noise=0.0),
-         to_nhwc(nt).max(-1))
+         to_nhwc(nt).sum(-1))
 
   # (Captum 0.9's "riemann_trapezoid" weights sum to (n - 1) / n, so its maps
   # are scaled by that; compare the right sum and Gauss-Legendre.)
@@ -487,10 +488,10 @@ def test_matches_captum(torch_pair):
   # IG's path points pass ReLU kinks, where float32 rounding decides a side: a
   # few pixels differ by up to ~3e-4 of the largest value.
   _close(run("itgrad", clf, x, t, steps=32, method="riemann_right"),
-         to_nhwc(ig).sum(-1), tol=1e-3)
+         np.abs(to_nhwc(ig)).sum(-1), tol=1e-3)
   ig = IntegratedGradients(model).attribute(xt, baselines=xt * 0, target=tt,
                                             n_steps=16)  # Gauss-Legendre
-  _close(run("itgrad", clf, x, t, steps=16, method="gausslegendre"),
+  _close(run("itgrad", clf, x, t, steps=16, method="gausslegendre", channels="sum"),
          to_nhwc(ig).sum(-1), tol=1e-3)
 
   gc = LayerGradCam(model, model.net.layer4).attribute(xt, target=tt,

@@ -241,7 +241,8 @@ def run_plan(p: Plan, *, max_shards: int | None = None, progress: bool = True,
                                          sample, protocol, max_shards)
   summary, per_image = results_lib.summarise(
       per_method, common, labels_match=labels_match,
-      settings={m.name: m.settings for m in methods})
+      settings={m.name: m.settings for m in methods},
+      pools=eval_config.pools(e), resamples=e.bootstrap_resamples, seed=e.seed)
   partial = max_shards is not None and max_shards < sample.num_shards(
       protocol.shard_size)
   results = {

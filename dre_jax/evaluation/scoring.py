@@ -19,7 +19,8 @@ The metrics (`dre_jax.metrics`): the insertion curve Q_0..Q_m and M_F
 M_E (Eq. 11) where the batch has box masks, the maps' skewness (moment and
 median coefficients), the tie-breaker's effect (M_F without it, on the first
 `tie_break_effect_images` images: the batches the protocol marks `untied`),
-the share of tied pixels and whether the map is finite.
+the share of tied pixels, the map's spread and mean (what
+`sanity.collapse` reads) and whether the map is finite.
 """
 
 from __future__ import annotations
@@ -181,6 +182,8 @@ METRICS: tuple[Metric, ...] = (
                        digits=3, mean=False)),
     Metric("tied_fraction", lambda b: metrics.tied_fraction(b.saliency),
            nan_if_nonfinite=False),
+    Metric("map_spread", lambda b: metrics.spread(b.saliency)),
+    Metric("map_mean", lambda b: jnp.mean(b.saliency, axis=(1, 2))),
     Metric(FINITE, lambda b: jnp.all(jnp.isfinite(b.saliency), axis=(1, 2)),
            nan_if_nonfinite=False, summary=_finite_counts),
 )

@@ -51,13 +51,20 @@ def _fmt(value, digits: int = 2) -> str:
   return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _collapsed(results: Sequence[dict[str, Any]], method: str) -> bool:
+  return any((r["methods"].get(method) or {}).get("collapsed") for r in results)
+
+
 def _table(title: str, results: Sequence[dict[str, Any]],
            cell: Callable[[dict[str, Any]], float | None],
            render: Callable[[dict[str, Any]], str] | None = None,
-           mean: bool = True) -> str:
+           mean: bool = True, methods: Sequence[str] | None = None) -> str:
+  """One table, a row per method (`methods`, default every evaluated one;
+  collapsed ones marked), a column per results."""
   columns = _columns(results)
   methods = _order(list(dict.fromkeys(
-      m for r in results for m in r["methods"])))
+      methods if methods is not None else
+      [m for r in results for m in r["methods"]])))
   header = ["method"]
   groups: dict[str, list[int]] = {}
   for dataset, label, i in columns:
@@ -70,7 +77,7 @@ def _table(title: str, results: Sequence[dict[str, Any]],
   lines = [f"### {title}", "", "| " + " | ".join(header) + " |",
            "|" + "---|" * len(header)]
   for m in methods:
-    row = [display_name(m)]
+    row = [display_name(m) + (" (collapsed)" if _collapsed(results, m) else "")]
     for dataset, indices in groups.items():
       values = []
       for i in indices:
@@ -93,7 +100,10 @@ def _value(entry: dict[str, Any], key: str):
 
 
 def _metric_table(table: scoring.Table, results: Sequence[dict[str, Any]]) -> str:
-  """A metric's table (`scoring.Table`): its value, the second in parentheses."""
+  """A metric's table (`scoring.Table`): its value, the second in parentheses;
+  a normalised metric's, one per pool (`_pool_tables`)."""
+  if table.key.endswith("_normalised") and "pools" in results[0]:
+    return _pool_tables(table, results)
   def render_entry(e):
     text = _fmt(_value(e, table.key), table.digits)
     if table.paren:
@@ -103,15 +113,100 @@ def _metric_table(table: scoring.Table, results: Sequence[dict[str, Any]]) -> st
                 render=render_entry, mean=table.mean)
 
 
+def _pool_tables(table: scoring.Table, results: Sequence[dict[str, Any]]) -> str:
+  """A normalised metric's table for each pool (`results.summarise`): the
+  pool's methods, each cell the pool's mean and rank (raw in parentheses),
+  the pool stated under it."""
+  names = list(dict.fromkeys(p["name"] for r in results for p in r["pools"]))
+  parts = []
+  for pool in names:
+    infos = [next((p for p in r["pools"] if p["name"] == pool), None)
+             for r in results]
+    members = [m for info in infos if info
+               for m in info["methods"] + info["collapsed"]]
+    value = lambda e: (e.get("pools", {}).get(pool) or {}).get(table.key)  # noqa: E731
+
+    def render_entry(e):
+      if e.get("collapsed"):
+        return "-"
+      rank = (e.get("pools", {}).get(pool) or {}).get(f"{table.key}_rank")
+      text = _fmt(value(e), table.digits)
+      text += f" ({_fmt(_value(e, table.paren), table.digits)})" if table.paren else ""
+      return text + (f" #{rank}" if rank else "")
+
+    # The first pool is the paper's table; the others are tables of their own.
+    title = (table.title if pool == names[0] else
+             table.title.split(": ", 1)[-1].capitalize()) + f"; pool `{pool}`"
+    parts.append(_table(title, results, value, render=render_entry,
+                        mean=table.mean, methods=members))
+    for r, info in zip(results, infos):
+      if not info:
+        continue
+      who = r.get("label") or r.get("arch", "?")
+      notes = [f"min-max over {', '.join(display_name(m) for m in info['methods'])} "
+               f"per image ({info['images']} images count; #k: rank)"]
+      if info["not_evaluated"]:
+        notes.append("not evaluated: " + ", ".join(
+            display_name(m) for m in info["not_evaluated"]))
+      if info["collapsed"]:
+        notes.append("collapsed, left out of the pool and the ranks: " + ", ".join(
+            display_name(m) for m in info["collapsed"]))
+      parts.append(f"\nPool `{pool}` ({who}): " + "; ".join(notes) + ".")
+    parts.append("")
+  outside = sorted({m for r in results for m, e in r["methods"].items()
+                    if e.get("pool") is None and not e.get("collapsed")})
+  if outside:
+    parts.append("In no pool (no normalised M_F): "
+                 + ", ".join(display_name(m) for m in outside) + ".\n")
+  return "\n".join(parts).rstrip("\n")
+
+
+# The "DRE minus method" tables (`results.COMPARED`): key, label.
+VERSUS = (("faithfulness_normalised", "M_F normalised"),
+          ("faithfulness", "M_F raw"), ("explainability", "M_E"))
+
+
+def _versus_cell(c: dict[str, Any] | None) -> str:
+  if not c:
+    return "-"
+  text = f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"
+  return (("level " if c["level"] else "") + text
+          + f" {c['wins']}/{c['ties']}/{c['losses']}")
+
+
+def _versus_tables(results: Sequence[dict[str, Any]]) -> list[str]:
+  """DRE minus each method per metric: mean difference, bootstrap interval,
+  wins / ties / losses; "level" where the interval contains zero."""
+  others = [m for r in results for m, e in r["methods"].items() if "versus_dre" in e]
+  if not others:
+    return []
+  b = results[0]["bootstrap"]
+  parts = [f"DRE minus each method over the same images: the mean per-image "
+           f"difference, its paired percentile bootstrap {b['confidence']:.0%} "
+           f"interval ({b['resamples']} resamples, seed {b['seed']}) and "
+           f"DRE's wins/ties/losses over the images (|difference| <= "
+           f"{b['tie_tolerance']:g}: a tie); \"level\": the interval contains "
+           "zero. Normalised M_F within a pool holding both.", ""]
+  for key, label in VERSUS:
+    parts += [_table(f"DRE minus method: {label}", results,
+                     lambda e, k=key: (e.get("versus_dre") or {}).get(k),
+                     render=lambda e, k=key: _versus_cell(
+                         (e.get("versus_dre") or {}).get(k)),
+                     mean=False, methods=others), ""]
+  return parts
+
+
 def render(results: Sequence[dict[str, Any]]) -> str:
   """The markdown of Tables 2-5 (and skewness, tie-breaker) for these results."""
   first = results[0]
   p = first["protocol"]
   tb = p["tie_break"]
   tie = ("off" if tb["sigma"] == 0 else
-         f"smoothed copy (Gaussian sigma {tb['sigma']:.4g} x image side) as "
-         + ("the second sort key (only equal scores reordered)"
-            if tb["weight"] == 0 else f"an added term with weight {tb['weight']:g}"))
+         f"a smoothed copy of the min-max normalised map (Gaussian sigma "
+         f"{tb['sigma']:.4g} x image side) "
+         + ("as the second sort key (only equal scores reordered)"
+            if tb["weight"] == 0 else
+            f"added with weight {tb['weight']:g}, then the second sort key"))
   samples = "; ".join(
       f"{r.get('label') or r.get('arch')}: {r['num_images']} images of "
       f"{r['dataset']}/{r['split']} (seed {r['sample']['seed']}, "
@@ -122,8 +217,13 @@ def render(results: Sequence[dict[str, Any]]) -> str:
       f"Samples: {samples}. Every method explains the classifier's prediction "
       f"t on the same images. M_F: Eq. 10 with Delta = 1/{p['num_steps']}, base "
       f"image blurred (sigma 10, kernel 55); tie-breaker: {tie}. Normalised "
-      "M_F: min-max over the evaluated methods per image, then the mean (the "
-      "paper's Tables 3 and 5). M_E: Eq. 11 on the box masks.",
+      + ("M_F: min-max per image over the methods of a pool, then the mean (the "
+         "paper's Tables 3 and 5: DRE and the nine baselines); each table states "
+         "its pool." if "pools" in first else
+         "M_F: min-max per image over the evaluated methods, then the mean.")
+      + " M_E: Eq. 11 on the box masks."
+      + ("" if "collapse_rule" not in first else
+         f" A method is {first['collapse_rule']}; it is marked and not ranked."),
       "",
       _table("Table 2: cost (measured seconds per image; the paper's counts)",
              results, lambda e: e["seconds_per_image"],
@@ -136,6 +236,7 @@ def render(results: Sequence[dict[str, Any]]) -> str:
       "",
       *[part for m in scoring.METRICS if m.table
         for part in (_metric_table(m.table, results), "")],
+      *_versus_tables(results),
   ]
   return "\n".join(parts)
 

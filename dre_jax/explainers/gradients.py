@@ -6,7 +6,8 @@ sample images x_s with weights w_s,
     A(x) = sum_s w_s * dS_t(x_s)/dx,                                     (*)
 
   vgrad  (Simonyan et al. 2014):     x_1 = x, w_1 = 1
-  smgrad (Smilkov et al. 2017, Eq. 3): x_s = x + N(0, sigma^2), w_s = 1/n
+  smgrad (Smilkov et al. 2017, Eq. 3): x_s = x + N(0, sigma^2), w_s = 1/n,
+         by default of the squared gradients (their library's "magnitude")
   itgrad (Sundararajan et al. 2017, Eq. 3): x_s = x' + a_s (x - x'), w_s the
          quadrature weights of the path integral over a in [0, 1], and the
          attribution is (x - x') * A(x)
@@ -24,8 +25,15 @@ maps as its images one at a time.
 
 The per-pixel map [N, H, W] reduces the 3 colour channels (`channels`):
 "max_abs" (Simonyan et al. Sec. 3.1: M_ij = max_c |w_ijc|), "abs_sum" (PAIR
-saliency's grayscale visualisation) or "sum" (signed; keeps IG's completeness:
-the map sums to S_t(x) - S_t(x')).
+saliency's grayscale map, `VisualizeImageGrayscale`: sum_c |A_ijc|, without
+its display clip at the 99th percentile, which would tie the top 1% of the
+pixels) or "sum" (signed; keeps IG's completeness: the map sums to S_t(x) -
+S_t(x')). Each method's default is its reference implementation's: VGrad
+Simonyan et al.'s own max_abs; SmoothGrad and Integrated Gradients the
+reduction of PAIR saliency (github.com/PAIR-code/saliency, the library of
+Smilkov et al., whose examples show both methods with
+`VisualizeImageGrayscale`), abs_sum. The DRE paper's Sec. 4.1 names the
+methods and not their reductions.
 """
 
 from __future__ import annotations
@@ -55,8 +63,9 @@ def reduce_channels(attribution: jnp.ndarray, channels: str) -> jnp.ndarray:
 
 def _gradient_sum(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                   sample_fn, weights: np.ndarray, score: str,
-                  batch_size: int) -> jnp.ndarray:
-  """(*): sum_s weights[s] * dS_t(sample_fn(s, x))/dx for each image x: [N, H, W, 3].
+                  batch_size: int, squared: bool = False) -> jnp.ndarray:
+  """(*): sum_s weights[s] * dS_t(sample_fn(s, x))/dx for each image x: [N, H, W, 3];
+  squared: sum_s weights[s] * (dS_t(sample_fn(s, x))/dx)^2.
 
   sample_fn(s, x): sample index s (int32 scalar) and one image [H, W, 3] -> the
   sample image [H, W, 3]; it must not depend on anything but s and x.
@@ -78,7 +87,11 @@ def _gradient_sum(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarr
     s, i = pair // n, pair % n
     x = jax.vmap(sample_fn)(s, images[i])
     w = jnp.where(valid, weights[s], 0.0)
-    g = jax.grad(score_sum)(x, target[i], w)
+    if squared:
+      g = jax.grad(score_sum)(x, target[i], valid.astype(jnp.float32))
+      g = w[:, None, None, None] * g * g
+    else:
+      g = jax.grad(score_sum)(x, target[i], w)
     return total_grad.at[i].add(g), None
 
   if steps == 1:  # no loop: XLA:CPU runs convolutions inside loops ~1.7x slower
@@ -117,14 +130,16 @@ def _smgrad_passes(*, samples: int, **_) -> float:
   return float(samples)
 
 
+# revision 2: PAIR saliency's magnitude and channel reduction (2026-12-03).
 @registry.register("smgrad", passes=_smgrad_passes, display="SMGrad",
                    table2=registry.Table2(9, "1", "50"),
                    quick=lambda samples, iterations: {"samples": samples},
-                   reference="Smilkov, Thorat, Kim, Viegas & Wattenberg, 2017")
+                   reference="Smilkov, Thorat, Kim, Viegas & Wattenberg, 2017",
+                   revision=2)
 def smooth_grad(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                 key=None, *, samples: int = 50, noise: float = 0.15,
-                score: str = "logit", channels: str = "max_abs",
-                batch_size: int = 64) -> jnp.ndarray:
+                magnitude: bool = True, score: str = "logit",
+                channels: str = "abs_sum", batch_size: int = 64) -> jnp.ndarray:
   """SmoothGrad, Smilkov et al. 2017 Eq. 3: mean gradient over x + N(0, sigma^2).
 
   sigma = noise * (max(x) - min(x)) of each image (Sec. 3: noise "as a fraction
@@ -136,8 +151,12 @@ def smooth_grad(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray
     samples: 50, the DRE paper's Table 2 (Smilkov et al. find n ~ 50 enough).
     noise: 0.15, Smilkov et al. Sec. 3.1 (10-20% works best) and PAIR saliency's
       `stdev_spread` default.
-    score, channels: as `vgrad`: the logit S_t and the max over channels of
-      |mean gradient| (the smoothed vanilla-gradient map).
+    magnitude: True, the mean of the squared gradients: PAIR saliency's
+      `GetSmoothedMask(magnitude=True)` default (Captum's "smoothgrad_sq");
+      False: the mean signed gradient of Eq. 3.
+    score: the logit S_t, as `vgrad`.
+    channels: "abs_sum", PAIR saliency's `VisualizeImageGrayscale` (see the
+      module docstring).
     batch_size: (sample, image) pairs per classifier pass (memory bound).
 
   Returns [N, H, W] float32 >= 0. `samples` forward + backward passes per image.
@@ -152,7 +171,8 @@ def smooth_grad(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray
     return x + sigma * eps
 
   grad = _gradient_sum(classifier, images, target, sample_fn,
-                       np.full(samples, 1.0 / samples), score, batch_size)
+                       np.full(samples, 1.0 / samples), score, batch_size,
+                       squared=magnitude)
   return reduce_channels(grad, channels)
 
 
@@ -183,14 +203,15 @@ def _itgrad_passes(*, steps: int, **_) -> float:
   return float(steps)
 
 
+# revision 2: PAIR saliency's channel reduction (2026-12-03).
 @registry.register("itgrad", passes=_itgrad_passes, display="ITGrad",
                    table2=registry.Table2(10, "-", "200"),
                    quick=lambda samples, iterations: {"steps": samples},
-                   reference="Sundararajan, Taly & Yan, ICML 2017")
+                   reference="Sundararajan, Taly & Yan, ICML 2017", revision=2)
 def integrated_gradients(classifier: Classifier, images: jnp.ndarray,
                          target: jnp.ndarray, key=None, *, steps: int = 200,
                          baseline: float = 0.0, method: str = "riemann_trapezoid",
-                         score: str = "logit", channels: str = "sum",
+                         score: str = "logit", channels: str = "abs_sum",
                          batch_size: int = 64) -> jnp.ndarray:
   """Integrated Gradients, Sundararajan et al. 2017 Eqs. 1 and 3.
 
@@ -209,11 +230,13 @@ def integrated_gradients(classifier: Classifier, images: jnp.ndarray,
       EfficientNet-Lite0 at 96 px with 200 steps it missed completeness by
       2.5% (the trapezoid by 0.3%, Captum's default "gausslegendre" by 1.5%).
     score: "logit", the class score S_t before the softmax.
-    channels: "sum" (signed sum over colour channels, so the map keeps
-      completeness; "abs_sum" and "max_abs" are available).
+    channels: "abs_sum", PAIR saliency's `VisualizeImageGrayscale` of its
+      IntegratedGradients (see the module docstring); "sum" keeps the sign
+      and completeness (the map sums to S_t(x) - S_t(x')).
     batch_size: (path point, image) pairs per classifier pass (memory bound).
 
-  Returns [N, H, W] float32, signed. `steps` forward + backward passes per image.
+  Returns [N, H, W] float32 (>= 0 for "abs_sum"). `steps` forward + backward
+  passes per image.
   """
   del key
   alphas, weights = path_quadrature(steps, method)

@@ -77,6 +77,26 @@ def total_variation(m: jnp.ndarray, beta: float) -> jnp.ndarray:
   return jnp.sum(dy ** beta) + jnp.sum(dx ** beta)
 
 
+def mpert_regulariser(m: jnp.ndarray, big: jnp.ndarray, *, l1_weight: float,
+                      tv_weight: float, tv_beta: float) -> jnp.ndarray:
+  """Fong & Vedaldi Eq. 3's lambda1 ||1 - M||_1 + lambda2 TV(M) in the units of
+  a 224 x 224 image, whatever the image size.
+
+  m: the optimised mask [k, k]; big: its upsampling to the image [H, W]. The
+  L1 sum runs over the image (x 224^2 / HW: invariant). The TV term runs on
+  the mask's own grid: an upsampling by s = 224 / k spreads each step of m
+  over s pixels of s-th the height, so the TV of the 224-px upsampling is
+  s^(2 - beta) TV(m); that is the term used, at every image size. (The TV of
+  the upsampling to H px itself grows as (224 / H)^3 for beta = 3 once
+  rescaled to 224^2: 11x the intended weight at 96 px.)
+  """
+  h, w = big.shape
+  scale = REFERENCE_SIZE / m.shape[0]
+  l1 = REFERENCE_SIZE ** 2 / (h * w) * jnp.sum(jnp.abs(1.0 - big))
+  tv = scale ** (2.0 - tv_beta) * total_variation(m, tv_beta)
+  return l1_weight * l1 + tv_weight * tv
+
+
 def jitter_image(x: jnp.ndarray, key: jax.Array, pixels: int) -> jnp.ndarray:
   """x [H, W, 3] shifted by (dy, dx) in 0..pixels (Fong & Vedaldi's jitter; wraps)."""
   if pixels <= 0:
@@ -96,14 +116,14 @@ def optimize_mpert(classifier: Classifier, images: jnp.ndarray, target: jnp.ndar
              + E_tau[ f_t(psi(I, M) shifted by tau) ]
       M = upsample(m), m in [0, 1]^(28 x 28)
 
-  f_t the softmax probability of the target; the L1 and TV sums run over the
-  upsampled mask, in units of a 224 x 224 image. Adam, m starts at 1 (nothing
-  deleted) and is clipped to [0, 1] after each step.
+  f_t the softmax probability of the target; the L1 sum over the upsampled
+  mask and the TV sum on the 28 x 28 grid, both in units of a 224 x 224 image
+  (`mpert_regulariser`: the same weights at every image size). Adam, m starts
+  at 1 (nothing deleted) and is clipped to [0, 1] after each step.
 
   Returns (M [N, H, W] in [0, 1] (1 = kept), objective [iterations, N]).
   """
   h, w = images.shape[1:3]
-  area_scale = REFERENCE_SIZE ** 2 / (h * w)
   optimizer = optax.adam(learning_rate)
 
   def one(x, t):
@@ -115,9 +135,8 @@ def optimize_mpert(classifier: Classifier, images: jnp.ndarray, target: jnp.ndar
       xp = jitter_image(dre_perturbation.perturb(x[None], big[None], bg(k_bg)[None])[0],
                         k_jit, jitter)
       score = probability(classifier, xp[None], t)[0]
-      regular = area_scale * (l1_weight * jnp.sum(jnp.abs(1.0 - big))
-                              + tv_weight * total_variation(big, tv_beta))
-      return score + regular
+      return score + mpert_regulariser(m, big, l1_weight=l1_weight,
+                                       tv_weight=tv_weight, tv_beta=tv_beta)
 
     def step(state, i):
       m, opt_state = state
@@ -139,10 +158,11 @@ def _mpert_passes(*, iterations: int, **_) -> float:
   return float(iterations)
 
 
+# revision 2: the TV term on the mask's own grid (`mpert_regulariser`, 2026-12-03).
 @registry.register("mpert", passes=_mpert_passes, display="MPert",
                    table2=registry.Table2(3, "2", "300"), output="mask",
                    quick=lambda samples, iterations: {"iterations": iterations},
-                   reference="Fong & Vedaldi, ICCV 2017")
+                   reference="Fong & Vedaldi, ICCV 2017", revision=2)
 def meaningful_perturbation(classifier: Classifier, images: jnp.ndarray,
                             target: jnp.ndarray, key=None, *, iterations: int = 300,
                             learning_rate: float = 0.1, l1_weight: float = 1e-4,
@@ -351,15 +371,38 @@ def optimize_xpert(classifier: Classifier, images: jnp.ndarray, target: jnp.ndar
   return masks, history
 
 
+def torchray_smooth(maps: jnp.ndarray, smooth: float) -> jnp.ndarray:
+  """TorchRay's final smoothing of a saliency map ([..., H, W]): a Gaussian of
+  sigma = smooth x min(H, W) pixels, taps exp(-i^2 / (2 sigma^2)) for |i| <=
+  ceil(4 sigma) summing to 1, zero padding (`torchray.utils.imsmooth` with
+  padding_mode="constant"). smooth 0 returns the maps."""
+  if smooth <= 0:
+    return maps
+  h, w = maps.shape[-2:]
+  sigma = smooth * min(h, w)
+  width = math.ceil(4 * sigma)
+  taps = np.exp(-0.5 * (np.arange(-width, width + 1) / sigma) ** 2)
+  taps /= taps.sum()
+
+  def banded(n):  # out[i] = sum_j taps[j - i + width] in[j], zeros beyond the edge
+    offset = np.arange(n)[None, :] - np.arange(n)[:, None] + width
+    inside = (offset >= 0) & (offset <= 2 * width)
+    return jnp.asarray(np.where(inside, taps[np.clip(offset, 0, 2 * width)], 0.0),
+                       maps.dtype)
+
+  return jnp.einsum("ij,...jk,lk->...il", banded(h), maps, banded(w))
+
+
 def _xpert_passes(*, iterations: int, areas, **_) -> float:
   return float(iterations * len(areas))
 
 
 # revision 2: the masks' canvas margin (`xpert_margin`, 2026-12-02).
+# revision 3: TorchRay's final smoothing (`torchray_smooth`, 2026-12-03).
 @registry.register("xpert", passes=_xpert_passes, display="XPert",
                    table2=registry.Table2(5, "-", "300"),
                    quick=lambda samples, iterations: {"iterations": iterations},
-                   reference="Fong, Patrick & Vedaldi, ICCV 2019", revision=2)
+                   reference="Fong, Patrick & Vedaldi, ICCV 2019", revision=3)
 def extremal_perturbation(classifier: Classifier, images: jnp.ndarray,
                           target: jnp.ndarray, key=None, *,
                           areas: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2),
@@ -367,10 +410,11 @@ def extremal_perturbation(classifier: Classifier, images: jnp.ndarray,
                           momentum: float = 0.9, area_weight: float = 300.0,
                           area_weight_growth: float = 1.0035,
                           step: int | None = None, sigma: float | None = None,
-                          jitter: bool = True,
+                          jitter: bool = True, smooth: float = 0.09,
                           background: str = "blur", batch_size: int = 64
                           ) -> jnp.ndarray:
-  """Extremal Perturbation: the sum over target areas of the masks M_a (`optimize_xpert`).
+  """Extremal Perturbation: the sum over target areas of the masks M_a
+  (`optimize_xpert`), smoothed as TorchRay's benchmark does (`torchray_smooth`).
 
   Settings (defaults and their sources):
     areas: (0.025, 0.05, 0.1, 0.2) and their masks summed into one saliency
@@ -381,6 +425,9 @@ def extremal_perturbation(classifier: Classifier, images: jnp.ndarray,
       iteration, step 7, sigma 21, jitter (flip): TorchRay's
       `extremal_perturbation` defaults; step and sigma (pixels) are those at
       224 px and scale with the image side when None (`xpert_smoothing`).
+    smooth: 0.09, the Gaussian smoothing of the final masks (sigma a fraction
+      of the image's shorter side), TorchRay's attribution benchmark
+      (examples/attribution_benchmark.py), whose areas these are; 0: none.
     background: "blur" (the papers' blur perturbation; DRE's blur here instead
       of TorchRay's blur pyramid) or "training".
     batch_size: classifier images per pass (an image costs len(areas)).
@@ -395,4 +442,4 @@ def extremal_perturbation(classifier: Classifier, images: jnp.ndarray,
       iterations=iterations, learning_rate=learning_rate, momentum=momentum,
       area_weight=area_weight, area_weight_growth=area_weight_growth, step=step,
       sigma=sigma, jitter=jitter, background=background, batch_size=batch_size)
-  return jnp.sum(masks, axis=1)
+  return torchray_smooth(jnp.sum(masks, axis=1), smooth)
