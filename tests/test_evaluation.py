@@ -15,7 +15,6 @@ import concurrent.futures
 import json
 import os
 import socket
-import subprocess
 import sys
 
 import jax
@@ -26,6 +25,7 @@ import scipy.stats
 from sklearn.metrics import average_precision_score
 
 import eval_util
+import util
 from dre_jax import metrics
 from dre_jax import perturbation
 from dre_jax.evaluation import protocol
@@ -176,11 +176,9 @@ if jax.process_index() == 0:
 
 
 def _script(tmp_path, *args, devices=1):
-  env = eval_util.env(devices)
-  env["PYTHONPATH"] = os.pathsep.join([TESTS, eval_util.REPO])
-  result = subprocess.run([sys.executable, "-c", PARALLEL_SCRIPT, *args], env=env,
-                          cwd=str(tmp_path), capture_output=True, text=True,
-                          timeout=600)
+  result = util.run_cli([sys.executable, "-c", PARALLEL_SCRIPT, *args],
+                        num_devices=devices, cwd=str(tmp_path), check=False,
+                        env={"PYTHONPATH": os.pathsep.join([TESTS, util.REPO])})
   assert result.returncode == 0, result.stderr[-5000:]
   lines = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
   return json.loads(lines[0][7:]) if lines else None

@@ -13,8 +13,6 @@ import html.parser
 import json
 import os
 import struct
-import subprocess
-import sys
 import zlib
 
 import jax
@@ -30,9 +28,8 @@ from dre_jax import io
 from dre_jax import models
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
-from dre_jax.io import workdir as workdir_lib
+import util
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64
 
 
@@ -63,13 +60,10 @@ def workdir(tmp_path_factory):
   images = jax.ShapeDtypeStruct((1, SIZE, SIZE, 3), np.float32)
   classifier = Classifier.create(spec, _random_variables(jax.eval_shape(
       lambda x: module.init(jax.random.key(0), x, train=False), images), 0))
-  io.save_classifier(path / "classifier", "tiny_cnn", 1000, classifier.variables)
   dre = DRE.create("tiny_cnn", 1000)
   variables = _random_variables(jax.eval_shape(
       lambda k: dre.init_generator(k, classifier, SIZE), jax.random.key(1)), 1)
-  workdir_lib.save_estimator(path, workdir_lib.estimator_metadata(dre, 1000, SIZE),
-                             variables)
-  return str(path)
+  return util.write_workdir(path, classifier, dre, variables, SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -343,9 +337,8 @@ def test_target_by_index_and_by_name(photos, model):
 # ------------------------------------------------------------------ the command
 
 
-def _run(*args, cwd=REPO):
-  return subprocess.run([sys.executable, os.path.join(REPO, "explain.py"), *args],
-                        capture_output=True, text=True, cwd=cwd, timeout=600)
+def _run(*args):
+  return util.run_cli(util.cli_command("explain.py", *args), check=False)
 
 
 class _Links(html.parser.HTMLParser):
@@ -427,11 +420,8 @@ def test_command_user_errors_are_one_line(tmp_path, workdir, photos):
 
 # ------------------------------------------------------------------ released weights
 
-from test_convert import released_dre  # noqa: E402,F401  (the fixture)
 
-
-def test_released_weights_match_the_torch_forward(tmp_path, released_dre,  # noqa: F811
-                                                  photos):
+def test_released_weights_match_the_torch_forward(tmp_path, released_dre, photos):
   torch = pytest.importorskip("torch")
   torchvision = pytest.importorskip("torchvision")
   ckpt, modules = released_dre

@@ -22,6 +22,7 @@ from dre_jax import explainers
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.explainers import cam, gradients, inversion, mgnet, perturbation
+import util
 
 SIZE = 64
 ZERO_CLASS = 9  # its logit ignores the image: a target whose gradient is zero
@@ -392,12 +393,7 @@ def test_mgnet_trains_through_the_trainer_and_its_masks_follow_the_target(
 
 
 def test_mgnet_config_switches_the_objective():
-  import importlib.util
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                      "configs", "mgnet.py")
-  spec = importlib.util.spec_from_file_location("mgnet_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = util.load_module(os.path.join(util.REPO, "configs", "mgnet.py"))
   config = module.get_config("base=quickstart,runlocal")
   assert config.dre.objective == "mgnet" and config.model.name == "efficientnet_lite0"
   assert mgnet.settings(config) == mgnet.DEFAULTS
@@ -408,12 +404,8 @@ def test_mgnet_config_switches_the_objective():
 
 
 def test_dre_and_mgnet_load_from_a_workdir(tmp_path, classifier, generator, batch):
-  from dre_jax.io import classifier_dir, workdir
   dre, variables = generator
-  classifier_dir.save_classifier(os.path.join(tmp_path, workdir.CLASSIFIER_DIR),
-                                 "tiny_cnn", 10, classifier.variables)
-  workdir.save_estimator(tmp_path, workdir.estimator_metadata(dre, 10, SIZE),
-                         variables)
+  util.write_workdir(tmp_path, classifier, dre, variables, SIZE)
   images, target = batch
   fn, clf = explainers.load("dre", str(tmp_path))
   expected, _ = dre.explain(classifier, variables, images, target)
