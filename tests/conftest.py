@@ -6,7 +6,7 @@ torch._dynamo, segfaults once TensorFlow's shared libraries are loaded).
 
 Fixtures (one per test run; read them, copy what a test changes):
 * `tiny_data`: `tiny_data(name)` -> the data_dir where the tiny TFDS dataset
-  `name` (`util.TINY`) is prepared.
+  `name` (`data_util.TINY`) is prepared.
 * `trained_workdir`: (config path, workdir) of `train.py`'s tiny run (tiny_cnn
   on tiny_shapes, every stage, one device).
 * `released_dre`: (path, modules): the authors' released generator layout with
@@ -21,17 +21,17 @@ except ImportError:  # the parity tests skip themselves without it
 import pytest  # noqa: E402
 
 import training_util  # noqa: E402
-import util  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
+  import data_util  # pylint: disable=import-outside-toplevel
   data_dir = str(tmp_path_factory.mktemp("tfds"))
   prepared = set()
 
   def prepare(name: str) -> str:
     if name not in prepared:
-      util.prepare(name, data_dir)
+      data_util.prepare(name, data_dir)
       prepared.add(name)
     return data_dir
 

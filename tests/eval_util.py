@@ -1,6 +1,6 @@
 """Shared by the evaluation tests: a tiny workdir and evaluate.py's command.
 
-`make_workdir`: the tiny boxed dataset `tiny_boxes` (`util.TINY`: 64x64
+`make_workdir`: the tiny boxed dataset `tiny_boxes` (`data_util.TINY`: 64x64
 images of a coloured square on grey noise, the class is the colour, the
 square's box in a `bbox` feature so M_E applies), tiny_cnn fitted to it and an
 initialised DRE generator written as train.py writes them, plus a config file
@@ -19,9 +19,10 @@ import tensorflow_datasets as tfds
 
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
+import data_util
 import util
 
-SIZE = util.BOXES_SIZE
+SIZE = data_util.BOXES_SIZE
 
 
 CONFIG_TEMPLATE = """
@@ -78,7 +79,7 @@ def _train_classifier(data_dir: str, size: int, steps: int = 60) -> Classifier:
 
 def make_workdir(root: str, size: int = SIZE) -> tuple[str, str]:
   """(workdir, config path): the dataset prepared under root/tfds."""
-  data_dir = util.prepare("tiny_boxes", os.path.join(root, "tfds"))
+  data_dir = data_util.prepare("tiny_boxes", os.path.join(root, "tfds"))
   workdir = os.path.join(root, "workdir")
   classifier = _train_classifier(data_dir, size)
   dre = DRE.create("tiny_cnn", 4)

@@ -320,6 +320,7 @@ def example_digest(root: str) -> str:
   return digest.hexdigest()
 
 
+@pytest.mark.slow  # Python subprocesses
 def test_examples_do_not_depend_on_python_hash_seed(tree):
   script = ("import importlib.util, sys\n"
             "spec = importlib.util.spec_from_file_location('t', sys.argv[1])\n"

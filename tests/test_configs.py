@@ -195,6 +195,7 @@ def test_command_line_overrides():
     _parse(f"--config={path}:runlocl")
 
 
+@pytest.mark.slow  # train.py in subprocesses
 def test_cli_mistakes_are_one_line(tmp_path):
   """Item 10: a mistyped field, a missing config file and a wrong value."""
   config = os.path.join(REPO, "configs", "cub_resnet.py")

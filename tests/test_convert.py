@@ -304,6 +304,7 @@ def test_save_load_roundtrip_and_errors(tmp_path, tiny_torch):
     classifier_dir.load_classifier(broken)
 
 
+@pytest.mark.slow  # the converter in subprocesses
 def test_cli_end_to_end(tmp_path, tiny_torch):
   weights = _save(tiny_torch.state_dict(), tmp_path / "tiny.pth", "legacy")
   out = tmp_path / "converted"
@@ -343,6 +344,7 @@ def _error_line(run):
   return lines[0]
 
 
+@pytest.mark.slow  # the converter in a subprocess
 def test_cli_data_parallel_prefix_is_removed(tmp_path, tiny_torch):
   """A DataParallel checkpoint (every key "module.") converts, and says so."""
   wrapped = {f"module.{k}": v for k, v in tiny_torch.state_dict().items()}
@@ -359,6 +361,7 @@ def test_cli_data_parallel_prefix_is_removed(tmp_path, tiny_torch):
                              _torch_logits(tiny_torch, x), atol=1e-5)
 
 
+@pytest.mark.slow  # the converter in subprocesses
 def test_cli_errors_name_the_fix(tmp_path, tiny_torch):
   nested = _save({"state_dict": tiny_torch.state_dict(), "epoch": 3},
                  tmp_path / "nested.pth", "zip")

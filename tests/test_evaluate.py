@@ -28,6 +28,8 @@ import pytest
 import eval_util
 import util
 
+pytestmark = pytest.mark.slow  # evaluate.py in subprocesses
+
 METHODS = "--methods=dre,gcam,vgrad"
 # What TensorFlow's import prints whatever happens next (not evaluate.py's).
 TENSORFLOW_CHATTER = re.compile(r"^(WARNING: All log messages before absl|I\d{4} )")

@@ -200,12 +200,14 @@ def _assert_same(run, reference_run):
                                  rtol=rtol(key), err_msg=f"{name} {key}")
 
 
+@pytest.mark.slow  # 8 simulated devices in a subprocess
 def test_eight_devices_give_the_same_values_as_one(tmp_path, reference_run):
   run = _script(tmp_path, str(tmp_path / "cache"), devices=8)
   assert run["devices"] == 8
   _assert_same(run, reference_run)
 
 
+@pytest.mark.slow  # two processes
 def test_two_processes_give_the_same_values_as_one(tmp_path, reference_run):
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))

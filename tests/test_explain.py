@@ -361,6 +361,7 @@ class _Links(html.parser.HTMLParser):
     self._in_th = False
 
 
+@pytest.mark.slow  # explain.py in a subprocess
 def test_command_writes_every_output_and_the_page_lists_them(tmp_path, photos,
                                                              workdir):
   bad = _bad_files(tmp_path, photos[0]["jpeg"])
@@ -398,6 +399,7 @@ def test_command_writes_every_output_and_the_page_lists_them(tmp_path, photos,
     assert path in page
 
 
+@pytest.mark.slow  # explain.py in subprocesses
 def test_command_user_errors_are_one_line(tmp_path, workdir, photos):
   cases = [
       (["--wrokdir=x", "a.jpg"], "Unknown command line flag 'wrokdir'"),
@@ -421,6 +423,7 @@ def test_command_user_errors_are_one_line(tmp_path, workdir, photos):
 # ------------------------------------------------------------------ released weights
 
 
+@pytest.mark.slow  # a full-size ResNet50 against PyTorch
 def test_released_weights_match_the_torch_forward(tmp_path, released_dre, photos):
   torch = pytest.importorskip("torch")
   torchvision = pytest.importorskip("torchvision")

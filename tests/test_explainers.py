@@ -178,6 +178,7 @@ def efficientnet():
   return Classifier.create(spec, variables)
 
 
+@pytest.mark.slow  # the real EfficientNet-Lite0
 def test_integrated_gradients_completeness_on_efficientnet_lite0(efficientnet):
   """Sundararajan et al. Prop. 1: sum IG = S_t(x) - S_t(black) within 1%, with the
   default 200 steps, on the real EfficientNet-Lite0 (ImageNet weights) and a
@@ -459,6 +460,7 @@ def _close(got, ref, tol=2e-4):
   assert np.abs(ref).max() > 0
 
 
+@pytest.mark.slow  # parity with Captum
 def test_matches_captum(torch_pair):
   from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
   torch, model, clf, x, t = torch_pair

@@ -19,11 +19,14 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 import training_util
 import util
 from dre_jax.io import workdir as workdir_lib
 from dre_jax import config as config_lib
+
+pytestmark = pytest.mark.slow  # train.py on 8 simulated devices, in subprocesses
 
 
 def _summary(workdir):

@@ -15,10 +15,13 @@ import socket
 
 import jax
 import numpy as np
+import pytest
 
 import training_util
 import util
 from dre_jax.io import workdir as workdir_lib
+
+pytestmark = pytest.mark.slow  # two train.py processes
 
 
 def _free_port() -> int:

@@ -377,7 +377,7 @@ def test_imagenet_on_mock_data_with_validation_boxes(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_dir(tiny_data):
-  """tiny_birds (`util.TINY`): CUB's features on synthetic images, `label` =
+  """tiny_birds (`data_util.TINY`): CUB's features on synthetic images, `label` =
   the example's index."""
   return tiny_data("tiny_birds")
 

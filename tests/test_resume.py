@@ -21,6 +21,8 @@ import training_util
 import util
 from dre_jax.io import workdir as workdir_lib
 
+pytestmark = pytest.mark.slow  # train.py in subprocesses
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, trained_workdir):

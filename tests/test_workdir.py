@@ -19,6 +19,8 @@ from dre_jax.io import classifier_dir
 from dre_jax.io import workdir as workdir_lib
 from dre_jax.training import trainer
 
+pytestmark = pytest.mark.slow  # train.py in subprocesses
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, trained_workdir):

@@ -1,5 +1,5 @@
 """Shared by the training tests: a tiny config for `train.py` on the tiny
-prepared dataset `tiny_shapes` (`util.TINY`), and its command line."""
+prepared dataset `tiny_shapes` (`data_util.TINY`), and its command line."""
 
 from __future__ import annotations
 
