@@ -403,6 +403,7 @@ def test_holdout_needs_two_objects_per_class(tree):
 REAL_ROOT = tc.DEFAULT_ROOT
 
 
+@pytest.mark.slow  # the installed Tux Paint tree, full-size
 @pytest.mark.skipif(not os.path.isdir(os.path.join(REAL_ROOT, "stamps")),
                     reason=f"Tux Paint not installed: {tc.APT_COMMAND}")
 def test_real_tux_paint_tree(tmp_path):

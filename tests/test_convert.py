@@ -428,6 +428,7 @@ def test_released_keys_follow_the_notes():
       ("params", "to_saliency", "bias")) == "to_saliency_chans.conv56.bias"
 
 
+@pytest.mark.slow  # parity with the released PyTorch generator
 def test_released_generator_matches_its_torch_forward(released_dre):
   path, modules = released_dre
   variables = released.import_released_dre(path)

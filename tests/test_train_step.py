@@ -99,8 +99,10 @@ def _stage2_step(dre, classifier_variables, batch, size, config=None):
   return state, new_state, jax.device_get(metrics)
 
 
-@pytest.mark.parametrize("arch", ["resnet50", "vgg19", "googlenet",
-                                  "efficientnet_lite0", "tiny_cnn"])
+@pytest.mark.parametrize("arch", [  # full-size networks: slow
+    *(pytest.param(a, marks=pytest.mark.slow)
+      for a in ("resnet50", "vgg19", "googlenet", "efficientnet_lite0")),
+    "tiny_cnn"])
 def test_stage2_step_moves_the_generator_but_not_the_embeddings(arch, batch):
   dre = DRE.create(arch, num_classes=10)
   classifier_variables = Classifier.init(arch, jax.random.key(0),
