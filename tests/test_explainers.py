@@ -260,6 +260,7 @@ def test_mpert_lowers_its_objective(classifier, batch):
   assert history[-1] <= history[5:].max(), history
 
 
+@pytest.mark.slow  # an 80-iteration optimisation
 def test_xpert_meets_its_areas_and_lowers_its_objective(classifier, batch):
   images, target = batch
   areas = (0.05, 0.1, 0.3)
@@ -291,6 +292,7 @@ class _BoxReward:
     return jnp.stack([-self.scale * d, jnp.zeros_like(d)], axis=-1)
 
 
+@pytest.mark.slow  # optimisations of XPert's masks
 def test_xpert_spends_no_area_on_the_image_border():
   """Regression: without TorchRay's canvas margin the image's border pixels
   (fewer soft-max neighbours) started higher and the area constraint kept
@@ -361,6 +363,7 @@ def test_mgnet_objective_terms():
   np.testing.assert_allclose(mgnet.cw_margin(logits, t, 5.0, False), [7.0, 4.5])
 
 
+@pytest.mark.slow  # 25 training steps
 def test_mgnet_trains_through_the_trainer_and_its_masks_follow_the_target(
     classifier, generator):
   """configs/mgnet.py's switch: the trainer's stage-2 step (masked Adam 1e-2)
