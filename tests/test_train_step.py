@@ -307,6 +307,7 @@ def test_config_json_of_an_older_workdir_is_compared_in_todays_names(tmp_path,
 # ---------------------------------------------------------- stage-2 objectives
 
 
+@pytest.mark.slow  # five stage-2 losses, over a minute on 2 busy cores
 def test_constraints_add_the_eq2_terms_to_eq9(batch):
   """Sec. 4.4.3: loss = Eq. 9 + lambda_av mean(M) + lambda_tv TV(M)
   + lambda_bg f_t(psi(I, 1 - M)); all weights 0 is dre.loss exactly."""
