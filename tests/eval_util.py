@@ -1,10 +1,10 @@
-"""Shared by the evaluation tests: a tiny boxed dataset and a tiny workdir.
+"""Shared by the evaluation tests: a tiny workdir and evaluate.py's command.
 
-`TinyBoxes`: 64x64 images of a coloured square on grey noise, the class is the
-colour (4 classes), the square's box in a `bbox` feature (so M_E applies), 32
-test and 8 train examples. `make_workdir`: tiny_cnn (random weights) and an
-initialised DRE generator saved with the `dre_jax.io` functions, as train.py
-writes them, plus a config file and the workdir's config.json.
+`make_workdir`: the tiny boxed dataset `tiny_boxes` (`data_util.TINY`: 64x64
+images of a coloured square on grey noise, the class is the colour, the
+square's box in a `bbox` feature so M_E applies), tiny_cnn fitted to it and an
+initialised DRE generator written as train.py writes them, plus a config file
+and the workdir's config.json.
 """
 
 from __future__ import annotations
@@ -12,58 +12,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from dre_jax import io
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
-from dre_jax.io import workdir as workdir_lib
+import data_util
+import util
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZE = 64
-COLOURS = np.array([[230, 40, 40], [40, 200, 40], [40, 40, 230],
-                    [230, 230, 40]], np.uint8)
-
-
-class TinyBoxes(tfds.core.GeneratorBasedBuilder):
-  """Coloured squares with their boxes; label = colour (a fifth of the test
-  images: the next colour)."""
-
-  VERSION = tfds.core.Version("1.0.0")
-  SIZES = {"train": 8, "test": 32}
-
-  def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self, features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(SIZE, SIZE, 3)),
-            "label": tfds.features.ClassLabel(
-                names=["red", "green", "blue", "yellow"]),
-            "bbox": tfds.features.BBoxFeature(),
-        }))
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    return {split: self._generate_examples(split, n)
-            for split, n in self.SIZES.items()}
-
-  def _generate_examples(self, split, n):
-    rng = np.random.default_rng(len(split))
-    for i in range(n):
-      colour = i % len(COLOURS)
-      # Every fifth test image is labelled with the next colour, so a
-      # classifier of colours gets those wrong (Fig. 11's misclassifications).
-      label = (colour + 1) % len(COLOURS) if split == "test" and i % 5 == 4 else colour
-      image = rng.integers(60, 160, (SIZE, SIZE, 3), dtype=np.uint8)
-      side = int(rng.integers(16, 32))
-      y, x = rng.integers(0, SIZE - side, 2)
-      image[y:y + side, x:x + side] = COLOURS[colour]
-      box = tfds.features.BBox(y / SIZE, x / SIZE, (y + side) / SIZE,
-                               (x + side) / SIZE)
-      yield i, {"image": image, "label": label, "bbox": box}
+SIZE = data_util.BOXES_SIZE
 
 
 CONFIG_TEMPLATE = """
@@ -120,56 +79,32 @@ def _train_classifier(data_dir: str, size: int, steps: int = 60) -> Classifier:
 
 def make_workdir(root: str, size: int = SIZE) -> tuple[str, str]:
   """(workdir, config path): the dataset prepared under root/tfds."""
-  data_dir = os.path.join(root, "tfds")
-  TinyBoxes(data_dir=data_dir).download_and_prepare()
+  data_dir = data_util.prepare("tiny_boxes", os.path.join(root, "tfds"))
   workdir = os.path.join(root, "workdir")
   classifier = _train_classifier(data_dir, size)
-  io.save_classifier(os.path.join(workdir, "classifier"), "tiny_cnn", 4,
-                     classifier.variables)
   dre = DRE.create("tiny_cnn", 4)
-  variables = dre.init_generator(jax.random.key(1), classifier, size)
-  workdir_lib.save_estimator(workdir, workdir_lib.estimator_metadata(dre, 4, size),
-                             variables)
+  util.write_workdir(workdir, classifier, dre,
+                     dre.init_generator(jax.random.key(1), classifier, size), size)
   config_path = os.path.join(root, "tiny_eval_config.py")
   with open(config_path, "w") as f:
     f.write(CONFIG_TEMPLATE.format(data_dir=data_dir, size=size,
                                    classifier=os.path.join(workdir, "classifier")))
   # config.json as train.py writes it (the config's JSON).
-  sys.path.insert(0, root)
-  try:
-    import importlib  # pylint: disable=import-outside-toplevel
-    module = importlib.import_module("tiny_eval_config")
-    config = importlib.reload(module).get_config()
-  finally:
-    sys.path.remove(root)
   with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json())
+    f.write(util.load_config_file(config_path).to_json())
   return workdir, config_path
 
 
-def env(num_devices: int = 1) -> dict[str, str]:
-  e = dict(os.environ)
-  e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
-  e["JAX_PLATFORMS"] = "cpu"
-  e["TF_CPP_MIN_LOG_LEVEL"] = "2"
-  e["CUDA_VISIBLE_DEVICES"] = ""
-  return e
-
-
 def evaluate_command(workdir: str, *flags: str) -> list[str]:
-  return [sys.executable, os.path.join(REPO, "evaluate.py"),
-          f"--workdir={workdir}", "--noprogress", *flags]
+  return util.cli_command("evaluate.py", f"--workdir={workdir}", "--noprogress",
+                          *flags)
 
 
 def run_evaluate(workdir: str, *flags: str, num_devices: int = 1,
-                 timeout: float = 600) -> subprocess.CompletedProcess:
-  result = subprocess.run(evaluate_command(workdir, *flags), env=env(num_devices),
-                          cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
-  if result.returncode:
-    raise AssertionError(f"evaluate.py failed ({result.returncode}):\n"
-                         f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-  return result
+                 timeout: float = 600, check: bool = True, env: dict | None = None
+                 ) -> subprocess.CompletedProcess:
+  return util.run_cli(evaluate_command(workdir, *flags), num_devices=num_devices,
+                      timeout=timeout, check=check, env=env)
 
 
 def read_results(workdir: str, link: str = "eval") -> dict:

@@ -1,12 +1,12 @@
 """dre_jax.cli.run: a user's mistake is one line and exit 2, a bug one line and
 exit 1; flag names take dashes or underscores."""
 
-import errno
-import subprocess
 import sys
 import textwrap
 
 import pytest
+
+import util
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -35,8 +35,7 @@ SCRIPT = textwrap.dedent("""
 def _run(tmp_path, *args):
   script = tmp_path / "prog.py"
   script.write_text(SCRIPT)
-  return subprocess.run([sys.executable, str(script), *args], capture_output=True,
-                        text=True, timeout=120)
+  return util.run_cli([sys.executable, str(script), *args], check=False, timeout=120)
 
 
 @pytest.mark.parametrize("what, message", [

@@ -320,6 +320,7 @@ def example_digest(root: str) -> str:
   return digest.hexdigest()
 
 
+@pytest.mark.slow  # Python subprocesses
 def test_examples_do_not_depend_on_python_hash_seed(tree):
   script = ("import importlib.util, sys\n"
             "spec = importlib.util.spec_from_file_location('t', sys.argv[1])\n"
@@ -404,6 +405,7 @@ REAL_ROOT = next((r for r in (tc.DEFAULT_ROOT, tc.LOCAL_ROOT)
                   if os.path.isdir(os.path.join(r, "stamps"))), tc.DEFAULT_ROOT)
 
 
+@pytest.mark.slow  # the installed Tux Paint tree, full-size
 @pytest.mark.skipif(not os.path.isdir(os.path.join(REAL_ROOT, "stamps")),
                     reason=f"Tux Paint not installed: {tc.APT_COMMAND}")
 def test_real_tux_paint_tree(tmp_path):

@@ -1,9 +1,7 @@
 """Every config loads and validates; typos and wrong types stop a run early."""
 
 import glob
-import importlib.util
 import os
-import subprocess
 import sys
 
 from absl import flags
@@ -12,8 +10,10 @@ import pytest
 
 from dre_jax import models
 from dre_jax import config as config_lib
+import training_util
+import util
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = util.REPO
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
 PAPER = {"cub_resnet", "cub_vgg", "cub_googlenet", "imagenet_resnet",
          "imagenet_vgg", "imagenet_googlenet", "places_resnet", "quickstart",
@@ -26,10 +26,7 @@ DEFAULT_ARGS = {"composites_scratch.py": "resnet50", "folder.py": "path=/photos"
 
 def _load(path, arg=None):
   arg = ",".join(filter(None, (DEFAULT_ARGS.get(os.path.basename(path)), arg)))
-  spec = importlib.util.spec_from_file_location(
-      os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = util.load_module(path)
   return module, module.get_config(arg or None)
 
 
@@ -198,15 +195,28 @@ def test_command_line_overrides():
     _parse(f"--config={path}:runlocl")
 
 
-def test_train_py_stops_before_any_work(tmp_path):
-  """A typo on the command line: a clear error and no workdir written."""
-  workdir = tmp_path / "workdir"
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "train.py"),
-       f"--config={os.path.join(REPO, 'configs', 'cub_resnet.py')}",
-       f"--workdir={workdir}", "--config.dre.learning_rte=0.1"],
-      capture_output=True, text=True, cwd=REPO, timeout=300,
-      env={**os.environ, "JAX_PLATFORMS": "cpu"})
-  assert result.returncode != 0
-  assert "learning_rte" in result.stderr
-  assert not workdir.exists()
+@pytest.mark.slow  # train.py in subprocesses
+def test_cli_mistakes_are_one_line(tmp_path):
+  """Item 10: a mistyped field, a missing config file and a wrong value."""
+  config = os.path.join(REPO, "configs", "cub_resnet.py")
+  workdir = str(tmp_path / "wd")
+  def train(config, *flags):
+    return training_util.run_train(config, workdir, *flags, check=False)
+  line = util.one_error_line(train(config, "--config.dre.learning_rte=1"))
+  assert "learning_rte" in line and "learning_rate" in line
+  line = util.one_error_line(train(str(tmp_path / "nope.py")))
+  assert "nope.py" in line
+  line = util.one_error_line(train(config, "--config.dataset.image_size=100",
+                                   "--config.model.torch_weights=/w.pth"))
+  assert "image_size=100 must be a positive multiple of 32" in line
+  assert not os.path.exists(workdir)
+
+
+def test_validate_lists_every_wrong_value():
+  c = config_lib.default_config()
+  c.dataset.name, c.model.name = "x", "resnet51"
+  c.dre.epochs = -1
+  with pytest.raises(ValueError) as e:
+    config_lib.validate(c)
+  assert "'resnet51' is not one of" in str(e.value)
+  assert "epochs must be >= 0" in str(e.value)

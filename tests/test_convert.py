@@ -304,6 +304,7 @@ def test_save_load_roundtrip_and_errors(tmp_path, tiny_torch):
     classifier_dir.load_classifier(broken)
 
 
+@pytest.mark.slow  # the converter in subprocesses
 def test_cli_end_to_end(tmp_path, tiny_torch):
   weights = _save(tiny_torch.state_dict(), tmp_path / "tiny.pth", "legacy")
   out = tmp_path / "converted"
@@ -343,6 +344,7 @@ def _error_line(run):
   return lines[0]
 
 
+@pytest.mark.slow  # the converter in a subprocess
 def test_cli_data_parallel_prefix_is_removed(tmp_path, tiny_torch):
   """A DataParallel checkpoint (every key "module.") converts, and says so."""
   wrapped = {f"module.{k}": v for k, v in tiny_torch.state_dict().items()}
@@ -359,6 +361,7 @@ def test_cli_data_parallel_prefix_is_removed(tmp_path, tiny_torch):
                              _torch_logits(tiny_torch, x), atol=1e-5)
 
 
+@pytest.mark.slow  # the converter in subprocesses
 def test_cli_errors_name_the_fix(tmp_path, tiny_torch):
   nested = _save({"state_dict": tiny_torch.state_dict(), "epoch": 3},
                  tmp_path / "nested.pth", "zip")
@@ -412,80 +415,6 @@ def test_interrupted_save_is_replaced(tmp_path, tiny_torch):
 # ------------------------------------------ the authors' released generator
 
 
-class _ReleasedBottleneck(torch.nn.Module):
-  """The released `follow_up`: 1x1 -> 3x3 -> 1x1 with a biased 1x1 shortcut."""
-
-  def __init__(self, cin, cout):
-    super().__init__()
-    inner = cout // 4
-    self.conv1 = torch.nn.Conv2d(cin, inner, 1, bias=False)
-    self.bn1 = torch.nn.BatchNorm2d(inner)
-    self.conv2 = torch.nn.Conv2d(inner, inner, 3, padding=1, bias=False)
-    self.bn2 = torch.nn.BatchNorm2d(inner)
-    self.conv3 = torch.nn.Conv2d(inner, cout, 1, bias=False)
-    self.bn3 = torch.nn.BatchNorm2d(cout)
-    self.residual_transformer = torch.nn.Conv2d(cin, cout, 1)
-
-  def forward(self, x):
-    y = torch.relu(self.bn1(self.conv1(x)))
-    y = torch.relu(self.bn2(self.conv2(y)))
-    return torch.relu(self.bn3(self.conv3(y)) + self.residual_transformer(x))
-
-
-class _ReleasedCell(torch.nn.Module):
-  """The released `up<i>`: sub-pixel upsampler, concat, bottleneck."""
-
-  def __init__(self, cin, cout, passthrough):
-    super().__init__()
-    self.upsampler = torch.nn.Sequential(
-        torch.nn.Sequential(
-            torch.nn.Conv2d(cin, 4 * cout, 3, padding=1, bias=False),
-            torch.nn.BatchNorm2d(4 * cout), torch.nn.ReLU()),
-        torch.nn.PixelShuffle(2), torch.nn.ReLU())
-    self.follow_up = _ReleasedBottleneck(cout + passthrough, cout)
-
-  def forward(self, x, passthrough):
-    return self.follow_up(torch.cat([self.upsampler(x), passthrough], 1))
-
-
-class _ReleasedController(torch.nn.Module):
-  """The released `to_saliency_chans`; only conv56 is used."""
-
-  def __init__(self):
-    super().__init__()
-    for name, k, s in (("conv7", 9, 8), ("conv14", 5, 4), ("conv28", 3, 2),
-                       ("conv56", 3, 1)):
-      setattr(self, name, torch.nn.Conv2d(64, 1, k, s, padding=k // 2))
-
-
-@pytest.fixture(scope="module")
-def released_dre(tmp_path_factory):
-  """A `model-1.ckpt` with the released layout and random values."""
-  torch.manual_seed(0)
-  modules = {
-      "up2": _ReleasedCell(2048, 256, 1024),
-      "up1": _ReleasedCell(256, 128, 512),
-      "up0": _ReleasedCell(128, 64, 256),
-      "to_saliency_chans": _ReleasedController(),
-      "batchnorm_op": torch.nn.BatchNorm2d(1),
-      "relu": torch.nn.ReLU(),
-      "selector_module": torch.nn.Embedding(1000, 2048),
-  }
-  with torch.no_grad():
-    for m in modules.values():
-      m.eval()
-      for bn in m.modules():
-        if isinstance(bn, torch.nn.BatchNorm2d):
-          bn.running_mean.normal_(0, 0.2)
-          bn.running_var.uniform_(0.5, 2.0)
-          bn.weight.uniform_(0.5, 1.5)
-          bn.bias.normal_(0, 0.2)
-  path = tmp_path_factory.mktemp("dre") / "model-1.ckpt"
-  # The authors saved with PyTorch 1.1: the legacy format.
-  _save({name: m.state_dict() for name, m in modules.items()}, path, "legacy")
-  return path, modules
-
-
 def test_released_keys_follow_the_notes():
   assert released.released_key(
       ("params", "cell0", "upsampler_conv", "kernel")) == \
@@ -499,6 +428,7 @@ def test_released_keys_follow_the_notes():
       ("params", "to_saliency", "bias")) == "to_saliency_chans.conv56.bias"
 
 
+@pytest.mark.slow  # parity with the released PyTorch generator
 def test_released_generator_matches_its_torch_forward(released_dre):
   path, modules = released_dre
   variables = released.import_released_dre(path)

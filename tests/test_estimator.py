@@ -91,6 +91,7 @@ def test_eq9_is_cross_entropy_on_the_perturbed_image(setup):
   assert 0 <= float(aux["accuracy"]) <= 1
 
 
+@pytest.mark.slow  # training steps
 def test_training_steps_reduce_the_loss(setup):
   dre, cls_vars, gen_vars, images = setup
   opt = optax.adam(1e-2)

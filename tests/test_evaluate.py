@@ -26,6 +26,9 @@ import numpy as np
 import pytest
 
 import eval_util
+import util
+
+pytestmark = pytest.mark.slow  # evaluate.py in subprocesses
 
 METHODS = "--methods=dre,gcam,vgrad"
 # What TensorFlow's import prints whatever happens next (not evaluate.py's).
@@ -113,7 +116,7 @@ def test_three_methods_end_to_end(setup, full_run):
 def test_killed_run_resumes_with_the_same_numbers(setup, full_run):
   _, _, copy, config = setup
   command = eval_util.evaluate_command(copy, f"--config={config}", METHODS, NUM_IMAGES)
-  process = subprocess.Popen(command, env=eval_util.env(), cwd=eval_util.REPO,
+  process = subprocess.Popen(command, env=util.subprocess_env(), cwd=util.REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
   pattern = os.path.join(copy, "evaluation", "cache", "*-*", "shard-00000.npz")
@@ -163,12 +166,9 @@ def test_partial_run_leaves_the_full_result_alone(setup, full_run):
 
 def test_tilde_workdir_and_its_config_json(setup, full_run):
   root, workdir, _, _ = setup
-  env_home = dict(os.environ, HOME=root)
   before = os.path.realpath(os.path.join(workdir, "eval"))
-  result = subprocess.run(
-      eval_util.evaluate_command("~/workdir", METHODS, NUM_IMAGES),
-      env={**eval_util.env(), "HOME": env_home["HOME"]}, cwd=eval_util.REPO,
-      capture_output=True, text=True, timeout=600)
+  result = eval_util.run_evaluate("~/workdir", METHODS, NUM_IMAGES, check=False,
+                                  env={"HOME": root})
   assert result.returncode == 0, result.stderr[-3000:]
   after = os.path.realpath(os.path.join(workdir, "eval"))
   assert after != before and not os.path.exists(before)  # same setting: replaced
@@ -184,9 +184,7 @@ def test_user_mistakes_are_one_line(setup):
                          (["--workdir=/nonexistent"], "has no config.json"),
                          ([f"--config={config}", "--config.dataset.name=imagenet2012"],
                           "config.dataset.boxes_dir")):
-    result = subprocess.run(eval_util.evaluate_command(workdir, *flags),
-                            env=eval_util.env(), cwd=eval_util.REPO,
-                            capture_output=True, text=True, timeout=600)
+    result = eval_util.run_evaluate(workdir, *flags, check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     lines = [l for l in result.stderr.splitlines() if l.strip()
              and not TENSORFLOW_CHATTER.match(l)]
@@ -200,7 +198,7 @@ def test_estimate_and_refusal_of_a_long_cpu_run(setup):
   _, workdir, _, config = setup
   flags = [f"--config={config}", "--methods=smgrad", "--set=smgrad.samples=1000000000"]
   result = subprocess.run(eval_util.evaluate_command(workdir, *flags),
-                          env=eval_util.env(), cwd=eval_util.REPO,
+                          env=util.subprocess_env(), cwd=util.REPO,
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 2, result.stderr[-3000:]
   estimate = re.search(r"\[evaluate\] estimate: 1 method x 32 images = ([\d,]+) "

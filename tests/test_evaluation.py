@@ -15,7 +15,6 @@ import concurrent.futures
 import json
 import os
 import socket
-import subprocess
 import sys
 
 import jax
@@ -26,6 +25,7 @@ import scipy.stats
 from sklearn.metrics import average_precision_score
 
 import eval_util
+import util
 from dre_jax import metrics
 from dre_jax import perturbation
 from dre_jax.evaluation import cache
@@ -173,11 +173,9 @@ if jax.process_index() == 0:
 
 
 def _script(tmp_path, *args, devices=1):
-  env = eval_util.env(devices)
-  env["PYTHONPATH"] = os.pathsep.join([TESTS, eval_util.REPO])
-  result = subprocess.run([sys.executable, "-c", PARALLEL_SCRIPT, *args], env=env,
-                          cwd=str(tmp_path), capture_output=True, text=True,
-                          timeout=600)
+  result = util.run_cli([sys.executable, "-c", PARALLEL_SCRIPT, *args],
+                        num_devices=devices, cwd=str(tmp_path), check=False,
+                        env={"PYTHONPATH": os.pathsep.join([TESTS, util.REPO])})
   assert result.returncode == 0, result.stderr[-5000:]
   lines = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
   return json.loads(lines[0][7:]) if lines else None
@@ -199,12 +197,14 @@ def _assert_same(run, reference_run):
                                  rtol=rtol(key), err_msg=f"{name} {key}")
 
 
+@pytest.mark.slow  # 8 simulated devices in a subprocess
 def test_eight_devices_give_the_same_values_as_one(tmp_path, reference_run):
   run = _script(tmp_path, str(tmp_path / "cache"), devices=8)
   assert run["devices"] == 8
   _assert_same(run, reference_run)
 
 
+@pytest.mark.slow  # two processes
 def test_two_processes_give_the_same_values_as_one(tmp_path, reference_run):
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))

@@ -15,8 +15,6 @@ import json
 import os
 import re
 import struct
-import subprocess
-import sys
 import zlib
 
 import jax
@@ -32,9 +30,8 @@ from dre_jax import io
 from dre_jax import models
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
-from dre_jax.io import workdir as workdir_lib
+import util
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64
 
 
@@ -65,13 +62,10 @@ def workdir(tmp_path_factory):
   images = jax.ShapeDtypeStruct((1, SIZE, SIZE, 3), np.float32)
   classifier = Classifier.create(spec, _random_variables(jax.eval_shape(
       lambda x: module.init(jax.random.key(0), x, train=False), images), 0))
-  io.save_classifier(path / "classifier", "tiny_cnn", 1000, classifier.variables)
   dre = DRE.create("tiny_cnn", 1000)
   variables = _random_variables(jax.eval_shape(
       lambda k: dre.init_generator(k, classifier, SIZE), jax.random.key(1)), 1)
-  workdir_lib.save_estimator(path, workdir_lib.estimator_metadata(dre, 1000, SIZE),
-                             variables)
-  return str(path)
+  return util.write_workdir(path, classifier, dre, variables, SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -432,9 +426,8 @@ def test_efficientnet_lite0_comes_with_its_imagenet_weights(photos):
 # ------------------------------------------------------------------ the command
 
 
-def _run(*args, cwd=REPO):
-  return subprocess.run([sys.executable, os.path.join(REPO, "explain.py"), *args],
-                        capture_output=True, text=True, cwd=cwd, timeout=600)
+def _run(*args):
+  return util.run_cli(util.cli_command("explain.py", *args), check=False)
 
 
 class _Links(html.parser.HTMLParser):
@@ -457,6 +450,7 @@ class _Links(html.parser.HTMLParser):
     self._in_th = False
 
 
+@pytest.mark.slow  # explain.py in a subprocess
 def test_command_writes_every_output_and_the_page_lists_them(tmp_path, photos,
                                                              workdir):
   bad = _bad_files(tmp_path, photos[0]["jpeg"])
@@ -494,6 +488,7 @@ def test_command_writes_every_output_and_the_page_lists_them(tmp_path, photos,
     assert path in page
 
 
+@pytest.mark.slow  # explain.py in subprocesses
 def test_command_user_errors_are_one_line(tmp_path, workdir, photos):
   cases = [
       (["--wrokdir=x", "a.jpg"], "Unknown command line flag 'wrokdir'"),
@@ -553,11 +548,9 @@ def test_command_with_arch_runs_every_method_that_needs_no_generator(
 
 # ------------------------------------------------------------------ released weights
 
-from test_convert import released_dre  # noqa: E402,F401  (the fixture)
 
-
-def test_released_weights_match_the_torch_forward(tmp_path, released_dre,  # noqa: F811
-                                                  photos):
+@pytest.mark.slow  # a full-size ResNet50 against PyTorch
+def test_released_weights_match_the_torch_forward(tmp_path, released_dre, photos):
   torch = pytest.importorskip("torch")
   torchvision = pytest.importorskip("torchvision")
   ckpt, modules = released_dre

@@ -22,6 +22,7 @@ from dre_jax import explainers
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.explainers import cam, gradients, inversion, mask_optimisation
+import util
 
 SIZE = 64
 ZERO_CLASS = 9  # its logit ignores the image: a target whose gradient is zero
@@ -174,6 +175,7 @@ def efficientnet():
   return Classifier.create(spec, variables)
 
 
+@pytest.mark.slow  # the real EfficientNet-Lite0
 def test_integrated_gradients_completeness_on_efficientnet_lite0(efficientnet):
   """Sundararajan et al. Prop. 1: sum IG = S_t(x) - S_t(black) within 1%, with the
   default 200 steps, on the real EfficientNet-Lite0 (ImageNet weights) and a
@@ -255,6 +257,7 @@ def test_mpert_lowers_its_objective(classifier, batch):
   assert history[-1] <= history[5:].max(), history
 
 
+@pytest.mark.slow  # an 80-iteration optimisation
 def test_xpert_meets_its_areas_and_lowers_its_objective(classifier, batch):
   images, target = batch
   areas = (0.05, 0.1, 0.3)
@@ -286,6 +289,7 @@ class _BoxReward:
     return jnp.stack([-self.scale * d, jnp.zeros_like(d)], axis=-1)
 
 
+@pytest.mark.slow  # optimisations of XPert's masks
 def test_xpert_spends_no_area_on_the_image_border():
   """Regression: without TorchRay's canvas margin the image's border pixels
   (fewer soft-max neighbours) started higher and the area constraint kept
@@ -357,6 +361,7 @@ def test_mgnet_objective_terms():
   np.testing.assert_allclose(objectives.cw_margin(logits, t, 5.0, False), [7.0, 4.5])
 
 
+@pytest.mark.slow  # 25 training steps
 def test_mgnet_trains_through_the_trainer_and_its_masks_follow_the_target(
     classifier, generator):
   """configs/mgnet.py's switch: the trainer's stage-2 step (masked Adam 1e-2)
@@ -390,13 +395,8 @@ def test_mgnet_trains_through_the_trainer_and_its_masks_follow_the_target(
 
 
 def test_mgnet_config_switches_the_objective():
-  import importlib.util
   from dre_jax.training import objectives
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                      "configs", "mgnet.py")
-  spec = importlib.util.spec_from_file_location("mgnet_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = util.load_module(os.path.join(util.REPO, "configs", "mgnet.py"))
   config = module.get_config("base=quickstart,runlocal")
   assert config.dre.objective == "mgnet" and config.model.name == "efficientnet_lite0"
   assert objectives.mgnet_settings(config) == objectives.MGNET_DEFAULTS
@@ -407,12 +407,8 @@ def test_mgnet_config_switches_the_objective():
 
 
 def test_dre_and_mgnet_load_from_a_workdir(tmp_path, classifier, generator, batch):
-  from dre_jax.io import classifier_dir, workdir
   dre, variables = generator
-  classifier_dir.save_classifier(os.path.join(tmp_path, workdir.CLASSIFIER_DIR),
-                                 "tiny_cnn", 10, classifier.variables)
-  workdir.save_estimator(tmp_path, workdir.estimator_metadata(dre, 10, SIZE),
-                         variables)
+  util.write_workdir(tmp_path, classifier, dre, variables, SIZE)
   images, target = batch
   fn, clf = explainers.load("dre", str(tmp_path))
   expected, _ = dre.explain(classifier, variables, images, target)
@@ -466,6 +462,7 @@ def _close(got, ref, tol=2e-4):
   assert np.abs(ref).max() > 0
 
 
+@pytest.mark.slow  # parity with Captum
 def test_matches_captum(torch_pair):
   from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
   torch, model, clf, x, t = torch_pair

@@ -24,8 +24,9 @@ from dre_jax.data import pipelines
 from dre_jax.io import classifier_dir
 from dre_jax.io import workdir as workdir_lib
 import training_util
+import util
 
-REPO = training_util.REPO
+REPO = util.REPO
 CONFIG = os.path.join(REPO, "configs", "folder.py")
 # (mode, extension, (width, height)); every third in a subfolder.
 PHOTOS = [("RGB", "png", (40, 30)), ("RGBA", "png", (50, 64)),
@@ -72,7 +73,7 @@ def setup(tmp_path_factory):
 
 def tiny_config(photos: str, classifier: str):
   arg, overrides = TINY
-  config = training_util.load_config_file(
+  config = util.load_config_file(
       CONFIG, f"path={photos},weights={classifier},{arg}")
   for field, value in overrides.items():
     group, _, key = field.rpartition(".")
@@ -166,7 +167,7 @@ def test_config_checks(setup):
                        (f"path={photos},arch=resnet50", "needs its weights"),
                        (f"path={photos},weights={photos}", "without a classifier")):
     with pytest.raises(ValueError, match=message):
-      training_util.load_config_file(CONFIG, arg)
+      util.load_config_file(CONFIG, arg)
 
 
 def _test_only_photo() -> str:
@@ -243,7 +244,7 @@ def test_train_evaluate_explain_from_the_command_line(setup, tmp_path):
       f"{CONFIG}:path={photos},weights={classifier},{arg}", workdir,
       *(f"--config.{k}={v}" for k, v in overrides.items()))
   assert workdir_lib.has_estimator(workdir)
-  env = training_util.subprocess_env()
+  env = util.subprocess_env()
   evaluate = subprocess.run(
       [sys.executable, os.path.join(REPO, "evaluate.py"), f"--workdir={workdir}",
        "--methods=dre", "--progress=false"],
@@ -268,7 +269,7 @@ def test_command_line_errors_are_one_line(tmp_path):
         training_util.train_command(f"{CONFIG}:path={path},arch=tiny_cnn,"
                                     f"weights={tmp_path}/w.pth",
                                     str(tmp_path / "run")),
-        env=training_util.subprocess_env(), cwd=REPO, capture_output=True,
+        env=util.subprocess_env(), cwd=REPO, capture_output=True,
         text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [l for l in result.stderr.splitlines() if "error:" in l]

@@ -25,8 +25,9 @@ def _count(tree):
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
-@pytest.mark.parametrize("arch,upsample", [(a, "subpixel") for a in sorted(LAYOUTS)]
-                         + [("small", "transposed")])
+@pytest.mark.parametrize("arch,upsample",  # full-size backbones: slow
+                         [pytest.param(a, "subpixel", marks=pytest.mark.slow)
+                          for a in sorted(LAYOUTS)] + [("small", "transposed")])
 def test_output_shape_per_backbone(arch, upsample):
   channels, widths = LAYOUTS.get(arch, ((8, 16, 32, 64), (8, 16, 32)))
   g = gen.MaskGenerator(num_classes=5, widths=widths, upsample=upsample)

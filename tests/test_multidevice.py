@@ -13,18 +13,20 @@
    the SGD-trained classifier and the stage losses agree closely.
 """
 
-import concurrent.futures
 import json
 import os
-import subprocess
 import sys
 
 import jax
 import numpy as np
+import pytest
 
-import training_util as util
+import training_util
+import util
 from dre_jax.io import workdir as workdir_lib
 from dre_jax import config as config_lib
+
+pytestmark = pytest.mark.slow  # train.py on 8 simulated devices, in subprocesses
 
 
 def _summary(workdir):
@@ -85,23 +87,18 @@ for name, (step, variables, frozen) in steps.items():
 
 
 def test_steps_on_eight_devices_match_one_device():
-  result = subprocess.run([sys.executable, "-c", STEPS_SCRIPT],
-                          env=util.subprocess_env(8), cwd=util.REPO,
-                          capture_output=True, text=True, timeout=600)
+  result = util.run_cli([sys.executable, "-c", STEPS_SCRIPT], num_devices=8,
+                        check=False)
   assert result.returncode == 0, result.stderr[-5000:]
   for stage in config_lib.STAGES:
     assert f"{stage} matches" in result.stdout
 
 
-def test_train_py_on_eight_devices_matches_one(tmp_path):
-  data_dir = util.prepare_tiny_shapes(str(tmp_path / "tfds"))
-  config = util.write_config(str(tmp_path), data_dir)
-  workdirs = {n: str(tmp_path / f"devices{n}") for n in (1, 8)}
-  with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    runs = {n: pool.submit(util.run_train, config, workdirs[n], num_devices=n)
-            for n in workdirs}
-    results = {n: run.result() for n, run in runs.items()}
-  assert "over 8 devices" in results[8].stderr
+def test_train_py_on_eight_devices_matches_one(tmp_path, trained_workdir):
+  config, one_device = trained_workdir
+  workdirs = {1: one_device, 8: str(tmp_path / "devices8")}
+  result = training_util.run_train(config, workdirs[8], num_devices=8)
+  assert "over 8 devices" in result.stderr
 
   summaries = {n: _summary(w) for n, w in workdirs.items()}
   for stage, rtol, keys in (

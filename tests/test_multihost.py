@@ -12,13 +12,16 @@ to float rounding, and the workdir holds one set of checkpoints.
 import concurrent.futures
 import os
 import socket
-import subprocess
 
 import jax
 import numpy as np
+import pytest
 
-import training_util as util
+import training_util
+import util
 from dre_jax.io import workdir as workdir_lib
+
+pytestmark = pytest.mark.slow  # two train.py processes
 
 
 def _free_port() -> int:
@@ -28,20 +31,18 @@ def _free_port() -> int:
 
 
 def _run_process(config, workdir, port, process_id):
-  command = util.train_command(
+  command = training_util.train_command(
       config, workdir, f"--coordinator_address=127.0.0.1:{port}",
       "--num_processes=2", f"--process_id={process_id}")
-  return subprocess.run(command, env=util.subprocess_env(1), cwd=util.REPO,
-                        capture_output=True, text=True, timeout=600)
+  return util.run_cli(command, check=False)
 
 
-def test_two_processes_match_one(tmp_path):
-  data_dir = util.prepare_tiny_shapes(str(tmp_path / "tfds"))
-  config = util.write_config(str(tmp_path), data_dir)
+def test_two_processes_match_one(tmp_path, tiny_data):
+  config = training_util.write_config(str(tmp_path), tiny_data("tiny_shapes"))
   reference, workdir = str(tmp_path / "one"), str(tmp_path / "two")
   port = _free_port()
   with concurrent.futures.ThreadPoolExecutor(3) as pool:
-    ref = pool.submit(util.run_train, config, reference, num_devices=2)
+    ref = pool.submit(training_util.run_train, config, reference, num_devices=2)
     procs = [pool.submit(_run_process, config, workdir, port, i)
              for i in range(2)]
     results = [p.result() for p in procs]

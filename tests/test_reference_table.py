@@ -1,19 +1,15 @@
 """scripts/reference_table.py: the results tables of docs/results.md from results.json."""
 
-import importlib.util
 import os
-import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "scripts", "reference_table.py")
+import util
+
+SCRIPT = os.path.join(util.REPO, "scripts", "reference_table.py")
 
 
 def _module():
-  spec = importlib.util.spec_from_file_location("reference_table", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return util.load_module(SCRIPT)
 
 
 def _results():
@@ -40,6 +36,6 @@ def test_rows_in_the_paper_order_with_ranks_here_and_in_the_paper():
 def test_unreadable_results_is_one_line(tmp_path):
   bad = tmp_path / "results.json"
   bad.write_text("{not json")
-  out = subprocess.run([sys.executable, SCRIPT, str(bad)], capture_output=True, text=True)
+  out = util.run_cli([sys.executable, SCRIPT, str(bad)], check=False)
   assert out.returncode == 1 and "Traceback" not in out.stderr
   assert len(out.stderr.strip().splitlines()) == 1 and "results.json" in out.stderr

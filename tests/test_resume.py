@@ -17,15 +17,18 @@ import jax
 import numpy as np
 import pytest
 
-import training_util as util
+import training_util
+import util
 from dre_jax.io import workdir as workdir_lib
+
+pytestmark = pytest.mark.slow  # train.py in subprocesses
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-  root = tmp_path_factory.mktemp("resume")
-  data_dir = util.prepare_tiny_shapes(str(root / "tfds"))
-  return root, util.write_config(str(root), data_dir)
+def setup(tmp_path_factory, trained_workdir):
+  """(root, config, the run never killed)."""
+  config, reference = trained_workdir
+  return tmp_path_factory.mktemp("resume"), config, reference
 
 
 def _steps(stage_dir):
@@ -36,7 +39,7 @@ def _steps(stage_dir):
 
 def _kill_mid_stage(config, workdir, stage="dre", total=12):
   """Starts train.py and SIGKILLs it once `stage` has a checkpoint before `total`."""
-  process = subprocess.Popen(util.train_command(config, workdir),
+  process = subprocess.Popen(training_util.train_command(config, workdir),
                              env=util.subprocess_env(), cwd=util.REPO,
                              stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -64,15 +67,12 @@ def _generator(workdir):
 
 
 def test_killed_run_resumes_to_the_same_parameters(setup):
-  root, config = setup
-  reference = str(root / "uninterrupted")
-  util.run_train(config, reference)
-
+  root, config, reference = setup
   workdir = str(root / "killed")
   killed_at = _kill_mid_stage(config, workdir)
   assert 0 < killed_at < 12
   assert not workdir_lib.has_estimator(workdir)
-  util.run_train(config, workdir)
+  training_util.run_train(config, workdir)
 
   got, want = _generator(workdir), _generator(reference)
   assert jax.tree.structure(got) == jax.tree.structure(want)
@@ -85,7 +85,7 @@ def test_killed_run_resumes_to_the_same_parameters(setup):
   # Every stage done: a third start trains nothing and keeps the outputs.
   before = os.path.getmtime(os.path.join(workdir, "estimator",
                                          "estimator.json"))
-  result = util.run_train(config, workdir)
+  result = training_util.run_train(config, workdir)
   assert "skipped" in result.stderr
   assert "dre/loss" not in result.stderr  # no stage-2 metric line: no step
   assert os.path.getmtime(os.path.join(workdir, "estimator",

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import eval_util
+import util
 from dre_jax import metrics
 from dre_jax.classifier import Classifier
 from dre_jax.evaluation import cache
@@ -182,7 +183,7 @@ def test_nonfinite_maps_boxes_and_the_untied_curve():
 
 def test_natural_photos_scores_with_the_library():
   spec = importlib.util.spec_from_file_location(
-      "natural_photos", os.path.join(eval_util.REPO, "scripts", "natural_photos.py"))
+      "natural_photos", os.path.join(util.REPO, "scripts", "natural_photos.py"))
   script = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(script)
   clf, images, maps, target, boxes = _tiny()

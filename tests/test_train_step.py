@@ -99,8 +99,10 @@ def _stage2_step(dre, classifier_variables, batch, size, config=None):
   return state, new_state, jax.device_get(metrics)
 
 
-@pytest.mark.parametrize("arch", ["resnet50", "vgg19", "googlenet",
-                                  "efficientnet_lite0", "tiny_cnn"])
+@pytest.mark.parametrize("arch", [  # full-size networks: slow
+    *(pytest.param(a, marks=pytest.mark.slow)
+      for a in ("resnet50", "vgg19", "googlenet", "efficientnet_lite0")),
+    "tiny_cnn"])
 def test_stage2_step_moves_the_generator_but_not_the_embeddings(arch, batch):
   dre = DRE.create(arch, num_classes=10)
   classifier_variables = Classifier.init(arch, jax.random.key(0),
@@ -305,6 +307,7 @@ def test_config_json_of_an_older_workdir_is_compared_in_todays_names(tmp_path,
 # ---------------------------------------------------------- stage-2 objectives
 
 
+@pytest.mark.slow  # five stage-2 losses, over a minute on 2 busy cores
 def test_constraints_add_the_eq2_terms_to_eq9(batch):
   """Sec. 4.4.3: loss = Eq. 9 + lambda_av mean(M) + lambda_tv TV(M)
   + lambda_bg f_t(psi(I, 1 - M)); all weights 0 is dre.loss exactly."""

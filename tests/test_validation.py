@@ -1,4 +1,4 @@
-"""Issue 9, items 1-3: wrong inputs to the Python API never give silent garbage.
+"""Wrong inputs to the Python API (`dre_jax.validation`) never give silent garbage.
 
 Each probe runs eagerly and jit-compiled. Shape and dtype problems are caught at
 trace time, so a plain `jax.jit(dre.explain)` raises them too; value problems

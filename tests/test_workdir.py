@@ -1,37 +1,32 @@
-"""Issue 9, items 4-6 and 8-10: every workdir state resumes or names its repair,
-and every train.py mistake is one line.
+"""Every workdir state resumes or names its repair.
 
-One tiny run of `train.py` (tiny_cnn on 32-px shapes, `training_util`) is
-trained once; each test works on a copy of its workdir, damaged the way a kill
-or a user would damage it, and runs `train.py` again in a subprocess.
+Each test works on a copy of the tiny trained workdir (conftest's
+`trained_workdir`: tiny_cnn on 32-px shapes), damaged the way a kill or a user
+would damage it, and runs `train.py` again in a subprocess.
 """
 
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-import training_util as util
-from dre_jax import config as config_lib
-from dre_jax.data import pipelines
+import training_util
+import util
 from dre_jax.io import classifier_dir
 from dre_jax.io import workdir as workdir_lib
 from dre_jax.training import trainer
 
+pytestmark = pytest.mark.slow  # train.py in subprocesses
+
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  root = tmp_path_factory.mktemp("hardening")
-  data_dir = util.prepare_tiny_shapes(str(root / "tfds"))
-  config = util.write_config(str(root), data_dir)
-  workdir = str(root / "trained")
-  util.run_train(config, workdir)
-  return root, config, workdir
+def trained(tmp_path_factory, trained_workdir):
+  """(root for copies, config, the trained workdir)."""
+  config, workdir = trained_workdir
+  return tmp_path_factory.mktemp("hardening"), config, workdir
 
 
 def _copy(trained, name):
@@ -42,20 +37,7 @@ def _copy(trained, name):
 
 
 def _train(config, workdir, *flags):
-  return subprocess.run(util.train_command(config, workdir, *flags),
-                        env=util.subprocess_env(), cwd=util.REPO,
-                        capture_output=True, text=True, timeout=600)
-
-
-def _one_error_line(result, prog="train.py"):
-  """Exit status 2 and one `prog: error: ...` line, no traceback."""
-  lines = [l for l in result.stderr.splitlines()
-           if l.startswith(f"{prog}: error:")]
-  assert result.returncode == 2, result.stderr[-3000:]
-  assert len(lines) == 1, result.stderr[-3000:]
-  assert "Traceback" not in result.stderr
-  assert "Event loop is closed" not in result.stderr
-  return lines[0]
+  return training_util.run_train(config, workdir, *flags, check=False)
 
 
 def _variables(path):
@@ -106,7 +88,7 @@ def test_a_second_training_in_the_same_workdir_is_refused(trained):
   """Item 4: the workdir lock; the first process keeps it until it ends."""
   config, workdir = _copy(trained, "locked")
   with trainer.WorkdirLock(workdir):
-    line = _one_error_line(_train(config, workdir))
+    line = util.one_error_line(_train(config, workdir))
   assert f"{workdir} is in use by train.py (pid {os.getpid()})" in line
   assert "another --workdir" in line
   with trainer.WorkdirLock(workdir):  # released: it can be taken again
@@ -122,7 +104,7 @@ def test_damaged_estimator_names_the_file_and_the_repair(trained):
   largest = max(files, key=os.path.getsize)
   with open(largest, "r+b") as f:
     f.truncate(os.path.getsize(largest) // 3)
-  line = _one_error_line(_train(config, workdir))
+  line = util.one_error_line(_train(config, workdir))
   assert f"delete {estimator} and rerun train.py" in line
   with pytest.raises(ValueError, match=f"delete {estimator}"):
     workdir_lib.load_estimator(workdir)
@@ -165,58 +147,8 @@ def test_tilde_paths_are_expanded(trained, monkeypatch):
   monkeypatch.setenv("HOME", os.path.dirname(workdir))
   _same(_variables("~/wd"), _variables(workdir))
   assert classifier_dir.load_classifier("~/wd/classifier").num_classes == 4
-  result = subprocess.run(
-      util.train_command(config, "~/wd"), cwd=util.REPO, capture_output=True,
-      text=True, timeout=600,
-      env={**util.subprocess_env(), "HOME": os.path.dirname(workdir)})
+  result = util.run_cli(training_util.train_command(config, "~/wd"), check=False,
+                        env={"HOME": os.path.dirname(workdir)})
   assert result.returncode == 0, result.stderr[-3000:]
   assert "estimator exists, skipped" in result.stderr
   assert not os.path.exists(os.path.join(util.REPO, "~"))
-
-
-def test_another_dataset_does_not_inherit_download_and_advice_fits(
-    tmp_path, monkeypatch):
-  """Item 9: the quickstart's composites build offline; with another dataset
-  name nothing downloads and the advice names the config field."""
-  path = os.path.join(util.REPO, "configs", "quickstart.py")
-  config = util.load_config_file(path)
-  assert not config.dataset.download
-  config.dataset.name = "caltech_birds2011"
-  with pytest.raises(pipelines.DatasetNotPreparedError) as info:
-    pipelines.make_dataset(config.dataset.name, "train", batch_size=2,
-                           train=True, data_dir=str(tmp_path),
-                           download=config.dataset.download)
-  assert "config.dataset.download=True" in str(info.value)
-  assert f"tfds build caltech_birds2011 --data_dir={tmp_path}" in str(info.value)
-  assert not os.listdir(tmp_path)  # nothing fetched, nothing written
-  # The composites are built offline when missing: without the Tux Paint
-  # files the error says how to install them.
-  monkeypatch.setenv("DRE_TUXPAINT_ROOT", str(tmp_path / "no_tuxpaint"))
-  with pytest.raises(FileNotFoundError, match="apt-get"):
-    pipelines.num_examples("tuxpaint_composites/coarse_64", "train",
-                           data_dir=str(tmp_path / "composites"))
-
-
-def test_cli_mistakes_are_one_line(tmp_path):
-  """Item 10: a mistyped field, a missing config file and a wrong value."""
-  config = os.path.join(util.REPO, "configs", "cub_resnet.py")
-  workdir = str(tmp_path / "wd")
-  line = _one_error_line(_train(config, workdir, "--config.dre.learning_rte=1"))
-  assert "learning_rte" in line and "learning_rate" in line
-  line = _one_error_line(_train(str(tmp_path / "nope.py"), workdir))
-  assert "nope.py" in line
-  line = _one_error_line(_train(config, workdir,
-                                "--config.dataset.image_size=100",
-                                "--config.model.torch_weights=/w.pth"))
-  assert "image_size=100 must be a positive multiple of 32" in line
-  assert not os.path.exists(workdir)
-
-
-def test_validate_lists_every_wrong_value():
-  c = config_lib.default_config()
-  c.dataset.name, c.model.name = "x", "resnet51"
-  c.dre.epochs = -1
-  with pytest.raises(ValueError) as e:
-    config_lib.validate(c)
-  assert "'resnet51' is not one of" in str(e.value)
-  assert "epochs must be >= 0" in str(e.value)
