@@ -17,6 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from dre_jax.explainers import mask_optimisation
 from dre_jax.resize import upsample_masks
@@ -103,6 +104,7 @@ def _input_gradient(clf, x, t):
       clf.logits(v), t[:, None], axis=1)))(x)
 
 
+@pytest.mark.slow  # ~12 s
 def test_smoothgrad_is_pair_saliency_magnitude_then_grayscale():
   """PAIR saliency: GetSmoothedMask(magnitude=True) averages squared gradients;
   VisualizeImageGrayscale sums |.| over the channels."""

@@ -367,6 +367,7 @@ def tiny_pth(tmp_path_factory):
   return str(path)
 
 
+@pytest.mark.slow  # every method compiled, ~8 s
 def test_a_classifier_without_a_generator_runs_every_method_that_needs_none(
     workdir, photos):
   model = app.load_model(classifier_dir=os.path.join(workdir, "classifier"))

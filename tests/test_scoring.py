@@ -80,6 +80,7 @@ def test_a_shard_without_a_metric_is_recomputed(tmp_path):
           == summary["methods"]["random"]["skewness"])
 
 
+@pytest.mark.slow  # two protocol runs, ~17 s
 def test_an_older_metric_set_has_other_cache_directories(tmp_path, metric_set):
   cache_dir = str(tmp_path / "cache")
   current = scoring.METRICS
@@ -114,6 +115,7 @@ def _results(summary):
           "protocol": {"num_steps": 8, "tie_break": {"sigma": 1 / 16, "weight": 0}}}
 
 
+@pytest.mark.slow  # a protocol run, ~8 s
 def test_a_new_metric_is_one_table_entry(tmp_path, metric_set):
   metric_set(scoring.METRICS + (PEAK,))
   cache_dir = str(tmp_path / "cache")
@@ -146,6 +148,7 @@ def _tiny():
   return clf, images, jnp.asarray(maps), jnp.asarray([0, 1, 2]), jnp.asarray(boxes)
 
 
+@pytest.mark.slow  # ~12 s of compilation
 def test_nonfinite_maps_boxes_and_the_untied_curve():
   clf, images, maps, target, boxes = _tiny()
   settings = protocol.Protocol(num_steps=8)

@@ -102,7 +102,7 @@ def _stage2_step(dre, classifier_variables, batch, size, config=None):
 @pytest.mark.parametrize("arch", [  # full-size networks: slow
     *(pytest.param(a, marks=pytest.mark.slow)
       for a in ("resnet50", "vgg19", "googlenet", "efficientnet_lite0")),
-    "tiny_cnn"])
+    pytest.param("tiny_cnn", marks=pytest.mark.slow)])  # ~16 s even for tiny_cnn
 def test_stage2_step_moves_the_generator_but_not_the_embeddings(arch, batch):
   dre = DRE.create(arch, num_classes=10)
   classifier_variables = Classifier.init(arch, jax.random.key(0),
