@@ -77,8 +77,8 @@ def one_error_line(result, prog="train.py"):
            if l.startswith(f"{prog}: error:")]
   assert result.returncode == 2, result.stderr[-3000:]
   assert len(lines) == 1, result.stderr[-3000:]
-  assert "Traceback" not in result.stderr
-  assert "Event loop is closed" not in result.stderr
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert "Event loop is closed" not in result.stderr, result.stderr[-3000:]
   return lines[0]
 
 

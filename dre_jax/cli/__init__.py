@@ -253,6 +253,27 @@ class _ClosedLoopFilter(logging.Filter):
     return not _is_closed_loop_noise(exc)
 
 
+def _silence_closed_loops() -> None:
+  """For the rest of the process: the closed-loop noise of orbax's background
+  work is dropped from the root handlers, thread exceptions and unraisable
+  exceptions (the process is about to exit with its one error line)."""
+  closed = _ClosedLoopFilter()
+  for handler in logging.getLogger().handlers:
+    handler.addFilter(closed)
+  thread_hook, unraisable_hook = threading.excepthook, sys.unraisablehook
+
+  def on_thread(args):
+    if not _is_closed_loop_noise(args.exc_value):
+      thread_hook(args)
+
+  def on_unraisable(args):
+    if not _is_closed_loop_noise(args.exc_value):
+      unraisable_hook(args)
+
+  threading.excepthook = on_thread
+  sys.unraisablehook = on_unraisable
+
+
 def _filtering_closed_loops(main):
   """main, with the root handlers (absl's, installed by app.run) filtering the
   "Event loop is closed" tracebacks that orbax's asynchronous work can log when
@@ -270,11 +291,17 @@ def _filtering_closed_loops(main):
       handler.addFilter(closed)
     threading.excepthook = hook
     try:
-      return main(argv)
-    finally:  # in-process callers (tests) get their logging back as it was
-      threading.excepthook = previous
-      for handler in handlers:
-        handler.removeFilter(closed)
+      result = main(argv)
+    except BaseException:
+      # The filter stays: the background work that the failure left behind
+      # may still log while the error line is printed and the process exits.
+      _silence_closed_loops()
+      raise
+    # A normal return: in-process callers (tests) get their logging back.
+    threading.excepthook = previous
+    for handler in handlers:
+      handler.removeFilter(closed)
+    return result
 
   return wrapped
 
