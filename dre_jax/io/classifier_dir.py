@@ -2,6 +2,7 @@
 
     directory/
       variables/        an orbax checkpoint of {"params", "batch_stats"}
+      variables.files.json  size and SHA-256 of each file in variables/
       classifier.json   {"arch": registry name, "num_classes": K}, written last
 
 `classifier.json` marks the directory complete: it is written (atomically)
@@ -13,6 +14,7 @@ write it; `load_classifier` reads it back as a `dre_jax.classifier.Classifier`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -56,9 +58,8 @@ def save_classifier(directory: str | os.PathLike, spec_name: str,
         f"{directory} already holds a classifier; remove it or choose "
         "another --out")
   os.makedirs(directory, exist_ok=True)
-  with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(os.path.join(directory, VARIABLES_DIR),
-                      jax.tree.map(np.asarray, dict(variables)), force=True)
+  save_variables(os.path.join(directory, VARIABLES_DIR),
+                 jax.tree.map(np.asarray, dict(variables)))
   if jax.process_index() == 0:  # orbax's save is collective; the JSON is not
     atomic.write_atomic(os.path.join(directory, METADATA_FILE), json.dumps(
         {"arch": spec_name, "num_classes": int(num_classes)}))
@@ -102,14 +103,75 @@ def load_classifier(directory: str | os.PathLike, dtype=jnp.float32
                            dtype=dtype)
 
 
+MANIFEST_SUFFIX = ".files.json"
+
+
+def _file_digests(path: str) -> dict[str, dict[str, Any]]:
+  """{relative file name: {"bytes", "sha256"}} of every file under `path`."""
+  digests = {}
+  for root, _, names in os.walk(path):
+    for name in sorted(names):
+      full = os.path.join(root, name)
+      sha = hashlib.sha256()
+      with open(full, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+          sha.update(block)
+      digests[os.path.relpath(full, path)] = {
+          "bytes": os.path.getsize(full), "sha256": sha.hexdigest()}
+  return digests
+
+
+def save_variables(path: str, variables: Any) -> None:
+  """Saves `variables` as an orbax checkpoint at `path`, then (process 0) the
+  size and SHA-256 of each of its files in `<path>.files.json`, which
+  `restore_variables` checks before it reads anything. Collective: every
+  process calls it."""
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(path, variables, force=True)
+  if jax.process_index() == 0:
+    atomic.write_atomic(path + MANIFEST_SUFFIX, json.dumps(
+        _file_digests(path), indent=1, sort_keys=True))
+
+
+def _verify_files(path: str, repair: str) -> None:
+  """Compares the files at `path` with `<path>.files.json` (when it exists:
+  checkpoints written without one are left to orbax). A missing, truncated or
+  altered file raises one ValueError naming it and the repair."""
+  manifest = path + MANIFEST_SUFFIX
+  if not os.path.isfile(manifest):
+    return
+  try:
+    with open(manifest) as f:
+      expected = {str(k): (int(v["bytes"]), str(v["sha256"]))
+                  for k, v in json.load(f).items()}
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise ValueError(f"{manifest} is damaged ({type(e).__name__}); "
+                     f"{repair}") from None
+  for name, (size, _) in sorted(expected.items()):
+    full = os.path.join(path, name)
+    if not os.path.isfile(full):
+      raise ValueError(f"{path} is damaged ({name} is missing); {repair}")
+    actual = os.path.getsize(full)
+    if actual != size:
+      raise ValueError(f"{path} is damaged ({name} has {actual} bytes, "
+                       f"{size} were written); {repair}")
+  found = _file_digests(path)
+  for name, (_, digest) in sorted(expected.items()):
+    if found[name]["sha256"] != digest:
+      raise ValueError(f"{path} is damaged ({name} differs from what was "
+                       f"written: SHA-256 mismatch); {repair}")
+
+
 def restore_variables(path: str, target: Any, repair: str) -> Any:
   """Restores the orbax checkpoint at `path` like `target` (shapes, dtypes).
 
+  The files are first checked against `<path>.files.json` (size, SHA-256).
   Any failure (missing, truncated or foreign files, other shapes) becomes one
   ValueError naming `path` and the `repair`. Returns JAX arrays.
   """
   if not os.path.isdir(path):
     raise ValueError(f"{path} is missing; {repair}")
+  _verify_files(path, repair)
   target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), target)
   try:
     with ocp.StandardCheckpointer() as checkpointer:
@@ -151,4 +213,13 @@ def _drop_closed_loop_callbacks() -> None:
 
   hook.drops_closed_loop_callbacks = True
   sys.unraisablehook = hook
+  # tensorstore can also report the callback's error through sys.excepthook.
+  previous_excepthook = sys.excepthook
+
+  def excepthook(kind, error, traceback):
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      return
+    previous_excepthook(kind, error, traceback)
+
+  sys.excepthook = excepthook
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import orbax.checkpoint as ocp
 
 from dre_jax import atomic
 from dre_jax.classifier import Classifier
@@ -76,9 +75,8 @@ def save_estimator(workdir: str | os.PathLike, metadata: dict[str, Any],
   estimator complete. Every process calls it (orbax's save is collective).
   """
   directory = os.path.join(resolve(workdir), ESTIMATOR_DIR)
-  with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(os.path.join(directory, VARIABLES_DIR),
-                      generator_variables, force=True)
+  classifier_dir.save_variables(os.path.join(directory, VARIABLES_DIR),
+                                generator_variables)
   write_json(directory, ESTIMATOR_FILE, metadata)
   return directory
 
