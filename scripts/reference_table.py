@@ -15,21 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
-# The paper's ImageNet MEAN columns (Table 3: M_F normalised; Table 4: M_E).
-PAPER_MF = {"dre": 74.37, "mgnet": 55.75, "mpert": 70.10, "finv": 65.18,
-            "xpert": 60.87, "gcam": 67.51, "gcam++": 66.94, "vgrad": 15.93,
-            "smgrad": 35.03, "itgrad": 26.73}
-PAPER_ME = {"dre": 82.89, "mgnet": 82.67, "mpert": 73.07, "finv": 74.39,
-            "xpert": 76.97, "gcam": 78.79, "gcam++": 83.51, "vgrad": 67.97,
-            "smgrad": 72.50, "itgrad": 65.64}
-LABELS = {"dre": "DRE", "dre+self": "DRE+ (self)", "dre+mgnet": "DRE+ (MGnet)",
-          "mgnet": "MGnet", "mpert": "MPert", "finv": "FInv", "xpert": "XPert",
-          "gcam": "GCAM", "gcam++": "GCAM++", "vgrad": "VGrad", "smgrad": "SMGrad",
-          "itgrad": "ITGrad"}
-ORDER = ("dre", "dre+self", "dre+mgnet", "mgnet", "mpert", "finv", "xpert",
-         "gcam", "gcam++", "vgrad", "smgrad", "itgrad")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dre_jax import explainers  # noqa: E402
+from dre_jax.evaluation import tables  # noqa: E402
+
+
+def _paper(method: str, metric: str) -> float | None:
+  """The paper's ImageNet MEAN (Table 3: M_F normalised; Table 4: M_E)."""
+  paper = explainers.method(method).paper if method in explainers.names() else None
+  return getattr(paper, metric) if paper else None
 
 
 def ranks(values: dict[str, float]) -> dict[str, int]:
@@ -39,21 +37,20 @@ def ranks(values: dict[str, float]) -> dict[str, int]:
 
 
 def table(results: dict) -> str:
-  methods = [m for m in ORDER if m in results["methods"]] + sorted(
-      set(results["methods"]) - set(ORDER))
+  methods = tables.table2_order(results["methods"])
   r = results["methods"]
   get = lambda m, k: float(r[m].get(k, float("nan")))  # noqa: E731
   mf_rank = ranks({m: get(m, "faithfulness_normalised") for m in methods})
   me_rank = ranks({m: get(m, "explainability") for m in methods})
-  paper = [m for m in methods if m in PAPER_MF]
-  paper_mf = ranks({m: PAPER_MF[m] for m in paper})
-  paper_me = ranks({m: PAPER_ME[m] for m in paper})
+  paper = [m for m in methods if _paper(m, "faithfulness") is not None]
+  paper_mf = ranks({m: _paper(m, "faithfulness") for m in paper})
+  paper_me = ranks({m: _paper(m, "explainability") for m in paper})
   lines = ["| method | M_F normalised | M_F raw | M_E | CoS (median CoS) | s / image "
            "| rank M_F (paper) | rank M_E (paper) |",
            "|---|---|---|---|---|---|---|---|"]
   for m in methods:
     lines.append(
-        f"| {LABELS.get(m, m)} | {get(m, 'faithfulness_normalised'):.2f} | "
+        f"| {tables.display_name(m)} | {get(m, 'faithfulness_normalised'):.2f} | "
         f"{get(m, 'faithfulness'):.2f} | {get(m, 'explainability'):.2f} | "
         f"{get(m, 'skewness'):.2f} ({get(m, 'median_skewness'):.2f}) | "
         f"{get(m, 'seconds_per_image'):.3g} | "

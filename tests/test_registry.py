@@ -235,7 +235,7 @@ def test_explain_binds_the_models_generator_as_its_kind(classifier, generators):
 
 
 def test_tables_and_report_read_the_registry():
-  assert [tables.display_name(n) for n in tables._order(explainers.names())][:10] == [
+  assert [tables.display_name(n) for n in tables.table2_order(explainers.names())][:10] == [
       row[0] for row in TABLE_2]
   assert tables.display_name("not-registered") == "not-registered"
   saliency = np.linspace(0, 0.5, 100, dtype=np.float32).reshape(10, 10)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dre_jax import atomic
+from dre_jax import explainers
 from dre_jax.evaluation import figures
 from dre_jax.evaluation import tables
 
@@ -85,9 +86,12 @@ def _grid(workdirs, results, names):
   keep = ~data[0]["misclassified"]
   maps, controllers = [], []
   for d, r in zip(data, results):
-    method = "dre" if "dre" in r["methods"] else next(iter(r["methods"]))
+    method = (explainers.PROPOSED if explainers.PROPOSED in r["methods"]
+              else next(iter(r["methods"])))
     maps.append(d[f"maps/{method}"][keep].astype(np.float32))
     c = r.get("controller")
-    controllers.append((c["eta"], c["h"]) if c and method.startswith("dre")
-                       else None)
+    # The controller shapes the maps of methods built on the DRE generator.
+    controlled = (method in explainers.names()
+                  and explainers.PROPOSED in explainers.method(method).needs)
+    controllers.append((c["eta"], c["h"]) if c and controlled else None)
   return names, controllers, data[0]["images"][keep], maps

@@ -30,7 +30,7 @@ def _table2(method: str) -> explainers.Table2 | None:
   return explainers.method(method).table2 if method in explainers.names() else None
 
 
-def _order(methods: Sequence[str]) -> list[str]:
+def table2_order(methods: Sequence[str]) -> list[str]:
   """Table 2's rows first, in its order, then the others sorted."""
   known = sorted((m for m in methods if _table2(m)), key=lambda m: _table2(m).row)
   return known + sorted(m for m in methods if not _table2(m))
@@ -62,7 +62,7 @@ def _table(title: str, results: Sequence[dict[str, Any]],
   """One table, a row per method (`methods`, default every evaluated one;
   collapsed ones marked), a column per results."""
   columns = _columns(results)
-  methods = _order(list(dict.fromkeys(
+  methods = table2_order(list(dict.fromkeys(
       methods if methods is not None else
       [m for r in results for m in r["methods"]])))
   header = ["method"]
@@ -232,7 +232,7 @@ def render(results: Sequence[dict[str, Any]]) -> str:
       "| method | sensitive hyper-parameters (paper) | iterations per explanation (paper) |",
       "|---|---|---|",
       *[f"| {display_name(m)} | {_table2(m).sensitive} | {_table2(m).iterations} |"
-        for m in _order(list(first["methods"])) if _table2(m)],
+        for m in table2_order(list(first["methods"])) if _table2(m)],
       "",
       *[part for m in scoring.METRICS if m.table
         for part in (_metric_table(m.table, results), "")],
@@ -244,7 +244,7 @@ def render(results: Sequence[dict[str, Any]]) -> str:
 # Printed after the metrics' columns (`scoring.Metric.columns`).
 COST_COLUMN = scoring.Column("seconds_per_image", "s/img", 8, digits=4)
 # The method of the quickstart's line when it was evaluated (else the first).
-HEADLINE_METHOD = "dre"
+HEADLINE_METHOD = explainers.PROPOSED
 
 
 def summary_lines(results: dict[str, Any], prefix: str = "[evaluate] ") -> list[str]:

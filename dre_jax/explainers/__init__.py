@@ -50,7 +50,8 @@ reference=..., display=...)` on its explain function (trained ones also pass
 """
 
 from dre_jax.explainers.registry import (GENERATORS, OUTPUTS, Generator, Method,
-                                         MissingGenerator, Table2, arguments,
+                                         MissingGenerator, PaperMeans, PROPOSED,
+                                         Table2, arguments,
                                          bind, check_settings, default_config,
                                          parse_settings,
                                          get, load, method, names, passes,
@@ -62,7 +63,8 @@ from dre_jax.explainers import inversion  # noqa: F401  (finv)
 from dre_jax.explainers import generators  # noqa: F401  (dre, mgnet)
 from dre_jax.explainers import dre_plus  # noqa: F401  (dre+self, dre+mgnet)
 
-__all__ = ["GENERATORS", "OUTPUTS", "Generator", "Method", "MissingGenerator", "Table2",
+__all__ = ["GENERATORS", "OUTPUTS", "Generator", "Method", "MissingGenerator", "PaperMeans",
+           "PROPOSED", "Table2",
            "arguments", "bind", "check_settings", "default_config", "get", "load",
            "parse_settings",
            "method", "names", "passes", "quick_settings", "register"]

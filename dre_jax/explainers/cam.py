@@ -85,6 +85,7 @@ def _cam_passes(**_) -> float:
 
 @registry.register("gcam", passes=_cam_passes, display="GCAM",
                    table2=registry.Table2(6, "-", "1"),
+                   paper=registry.PaperMeans(67.51, 78.79),
                    reference="Selvaraju et al., ICCV 2017")
 def grad_cam(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
              key=None, *, tap: str | None = None, upsample: bool = True
@@ -105,6 +106,7 @@ def grad_cam(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
 
 @registry.register("gcam++", passes=_cam_passes, display="GCAM++",
                    table2=registry.Table2(7, "-", "1"),
+                   paper=registry.PaperMeans(66.94, 83.51),
                    reference="Chattopadhay, Sarkar, Howlader & Balasubramanian, WACV 2018")
 def grad_cam_pp(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                 key=None, *, tap: str | None = None, upsample: bool = True

@@ -106,6 +106,7 @@ def _vgrad_passes(**_) -> float:
 
 @registry.register("vgrad", passes=_vgrad_passes, display="VGrad",
                    table2=registry.Table2(8, "-", "1"),
+                   paper=registry.PaperMeans(15.93, 67.97),
                    reference="Simonyan, Vedaldi & Zisserman, ICLR workshop 2014")
 def vanilla_gradient(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                      key=None, *, score: str = "logit", channels: str = "max_abs",
@@ -133,6 +134,7 @@ def _smgrad_passes(*, samples: int, **_) -> float:
 # revision 2: PAIR saliency's magnitude and channel reduction (2026-12-03).
 @registry.register("smgrad", passes=_smgrad_passes, display="SMGrad",
                    table2=registry.Table2(9, "1", "50"),
+                   paper=registry.PaperMeans(35.03, 72.50),
                    quick=lambda samples, iterations: {"samples": samples},
                    reference="Smilkov, Thorat, Kim, Viegas & Wattenberg, 2017",
                    revision=2)
@@ -206,6 +208,7 @@ def _itgrad_passes(*, steps: int, **_) -> float:
 # revision 2: PAIR saliency's channel reduction (2026-12-03).
 @registry.register("itgrad", passes=_itgrad_passes, display="ITGrad",
                    table2=registry.Table2(10, "-", "200"),
+                   paper=registry.PaperMeans(26.73, 65.64),
                    quick=lambda samples, iterations: {"steps": samples},
                    reference="Sundararajan, Taly & Yan, ICML 2017", revision=2)
 def integrated_gradients(classifier: Classifier, images: jnp.ndarray,

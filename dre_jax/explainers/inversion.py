@@ -120,7 +120,8 @@ def _finv_quick(samples: int, iterations: int) -> dict:
 
 
 @registry.register("finv", passes=_finv_passes, display="FInv",
-                   table2=registry.Table2(4, "3", "80"), output="mask",
+                   table2=registry.Table2(4, "3", "80"),
+                   paper=registry.PaperMeans(65.18, 74.39), output="mask",
                    quick=_finv_quick,
                    reference="Du, Liu, Song & Hu, KDD 2018")
 def feature_inversion(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,

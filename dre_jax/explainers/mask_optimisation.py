@@ -160,7 +160,8 @@ def _mpert_passes(*, iterations: int, **_) -> float:
 
 # revision 2: the TV term on the mask's own grid (`mpert_regulariser`, 2026-12-03).
 @registry.register("mpert", passes=_mpert_passes, display="MPert",
-                   table2=registry.Table2(3, "2", "300"), output="mask",
+                   table2=registry.Table2(3, "2", "300"),
+                   paper=registry.PaperMeans(70.10, 73.07), output="mask",
                    quick=lambda samples, iterations: {"iterations": iterations},
                    reference="Fong & Vedaldi, ICCV 2017", revision=2)
 def meaningful_perturbation(classifier: Classifier, images: jnp.ndarray,
@@ -401,6 +402,7 @@ def _xpert_passes(*, iterations: int, areas, **_) -> float:
 # revision 3: TorchRay's final smoothing (`torchray_smooth`, 2026-12-03).
 @registry.register("xpert", passes=_xpert_passes, display="XPert",
                    table2=registry.Table2(5, "-", "300"),
+                   paper=registry.PaperMeans(60.87, 76.97),
                    quick=lambda samples, iterations: {"iterations": iterations},
                    reference="Fong, Patrick & Vedaldi, ICCV 2019", revision=3)
 def extremal_perturbation(classifier: Classifier, images: jnp.ndarray,

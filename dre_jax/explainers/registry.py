@@ -69,6 +69,19 @@ class Table2(NamedTuple):
   iterations: str
 
 
+class PaperMeans(NamedTuple):
+  """What the DRE paper reports for a method on ImageNet: the MEAN columns of
+  Table 3 (M_F normalised over DRE and the nine baselines) and Table 4 (M_E)."""
+
+  faithfulness: float
+  explainability: float
+
+
+# The method the paper proposes: tables compare every other method with it
+# (paired intervals) and the headline line of an evaluation reports it.
+PROPOSED = "dre"
+
+
 class MissingGenerator(ValueError):
   """`bind` was not given a generator that the method needs."""
 
@@ -99,6 +112,7 @@ class Method:
       evaluation's cache keys include it).
     display: the name tables and figures show ("GCAM++").
     table2: its row of the paper's Table 2, or None.
+    paper: its ImageNet means in the paper's Tables 3 and 4, or None.
     output: "mask", a map in [0, 1] on an absolute scale (1 = relevant; shown
       as it is), or "attribution", a relevance score on the method's own scale.
     needs: the trained generators `bind` binds (keys of GENERATORS), in the
@@ -119,6 +133,7 @@ class Method:
   revision: int = 1
   display: str = ""
   table2: Table2 | None = None
+  paper: PaperMeans | None = None
   output: str = "attribution"
   needs: tuple[str, ...] = ()
   quick: Callable[[int, int], dict[str, Any]] | None = None
@@ -148,7 +163,7 @@ _REGISTRY: dict[str, Method] = {}
 def register(name: str, *, passes: Callable[..., float], reference: str,
              load: Callable[[str], dict[str, Any]] | None = None,
              revision: int = 1, display: str = "", table2: Table2 | None = None,
-             output: str = "attribution", needs: tuple[str, ...] = (),
+             paper: PaperMeans | None = None, output: str = "attribution", needs: tuple[str, ...] = (),
              quick: Callable[[int, int], dict[str, Any]] | None = None):
   """Decorator: `@register("vgrad", passes=..., reference=...)` on an explain function.
 
@@ -162,7 +177,7 @@ def register(name: str, *, passes: Callable[..., float], reference: str,
       raise ValueError(f"explainer {name!r} is registered twice")
     m = Method(name=name, explain=explain, passes=passes, reference=reference,
                load=load, revision=revision, display=display or name,
-               table2=table2, output=output, needs=tuple(needs), quick=quick)
+               table2=table2, paper=paper, output=output, needs=tuple(needs), quick=quick)
     if output not in OUTPUTS:
       raise ValueError(f"explainer {name!r}: output must be one of {OUTPUTS}, "
                        f"got {output!r}")
