@@ -1,4 +1,4 @@
-"""Speed of a DRE explanation against the bare classifier forward pass (issue 2).
+"""Speed of a DRE explanation against the bare classifier forward pass.
 
     python benchmarks/bench_dre.py [--arch resnet50] [--image_size 224] [--batch_size 8]
         [--reps 5] [--out results/bench_dre.md]

@@ -1,4 +1,4 @@
-"""Cost of the faithfulness metric M_F and the evaluation's memory bound (issue 11).
+"""Cost of the faithfulness metric M_F and the evaluation's memory bound.
 
     python benchmarks/bench_metrics.py speed [--arch efficientnet_lite0,resnet50]
         [--image_size 224] [--batch_size 8] [--reps 5]

@@ -1,4 +1,4 @@
-r"""Issue 13 step 1 on the lent GPU: DRE and MGnet for the ImageNet EfficientNet-Lite0
+r"""On a lent GPU: DRE and MGnet for the ImageNet EfficientNet-Lite0
 on the Tux Paint composites at 224 px, the paper's schedule, then M_F / M_E / skewness.
 
     python scripts/gpu/reference_run.py --data=.gpu/data --out=$OUT \
