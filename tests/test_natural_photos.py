@@ -6,6 +6,8 @@ import glob
 import json
 import os
 import re
+import shutil
+import subprocess
 
 import numpy as np
 from PIL import Image
@@ -206,3 +208,37 @@ def test_the_script_end_to_end_on_two_photos(trained_workdir, tmp_path):
   assert set(photos["versus_dre"]) == {"vgrad"}
   assert "DRE minus method: M_E" in (out / "natural_photos.md").read_text()
   assert (out / "maps_32.png").exists()
+
+
+@pytest.mark.slow  # downloads about 100 MB
+@pytest.mark.skipif(not (shutil.which("apt-get") and shutil.which("dpkg-deb")),
+                    reason="needs apt-get and dpkg-deb (Debian/Ubuntu)")
+def test_setup_photos_without_root_unpacks_every_debian_photo(script, tmp_path,
+                                                              monkeypatch):
+  """`setup_env.sh --photos` with the root check off (DRE_SETUP_NO_ROOT=1):
+  apt-get download + dpkg-deb -x into the checkout's data/photos/, where the
+  script finds every opencv-doc and darknet photo of boxes.json; a second
+  run does nothing."""
+  checkout = tmp_path / "checkout"
+  (checkout / "scripts").mkdir(parents=True)
+  shutil.copy(os.path.join(REPO, "scripts", "setup_env.sh"), checkout / "scripts")
+
+  def setup():
+    return subprocess.run(
+        ["bash", str(checkout / "scripts" / "setup_env.sh"), "--photos"],
+        env={**os.environ, "DRE_SETUP_NO_ROOT": "1"}, capture_output=True,
+        text=True, timeout=1200, check=False)
+
+  result = setup()
+  assert result.returncode == 0, result.stderr
+  assert "apt-get download" in result.stdout and "dpkg-deb -x" in result.stdout
+  monkeypatch.setattr(folder, "PHOTOS_LOCAL_DIR", str(
+      checkout / os.path.relpath(folder.PHOTOS_LOCAL_DIR, REPO)))
+  debian = [p["source"] for p in _photos()
+            if p["source"].partition(":")[0] in ("opencv", "darknet")]
+  assert len(debian) >= 20
+  for source in debian:
+    path = script.resolve(source)
+    assert path.startswith(str(checkout)) and os.path.isfile(path), source
+  again = setup()
+  assert again.returncode == 0 and not again.stdout, again.stdout
