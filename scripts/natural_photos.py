@@ -1,22 +1,33 @@
-r"""DRE trained on the composites, judged on natural photos it never saw (issue 13).
+r"""DRE trained on the composites, judged on natural photos it never saw.
 
+    bash scripts/setup_env.sh --photos   # Debian's opencv-doc and darknet
     python scripts/natural_photos.py --workdir=runs/lite0_128 \
         --sizes=128,224 --methods=dre,gcam,gcam++,vgrad --out=results/natural_photos
 
 The photos are the ones that ship with PyPI / Debian packages (scikit-image's
-`skimage.data`, scikit-learn's sample images, Debian's `opencv-doc` examples:
-`apt-get install opencv-doc`; a missing one is skipped with a note), each with
-an object box drawn by hand (`results/natural_photos/boxes.json`, fractions
-of the photo's sides). At each size S the photo and its box go through the
-same resize (shorter side S / 0.875) and centre crop as `explain.py`, each
-method explains the classifier's prediction, and the script reports, per
-method and photo: M_E (Eq. 11) against the box, raw M_F (Eq. 10, 32 steps,
-the evaluation protocol's blur and tie-breaker), the maps' skewness (all three
-from `dre_jax.evaluation.scoring`; NaN for a map that is not finite) and the
-share of the map's mass inside the box. The same numbers on the first
-`--composites` test composites at each size (exact boxes) put the photos
-beside the domain DRE was trained on. Writes `<out>/natural_photos.md`,
-`results.json` and `maps_<S>.png` (photo with its box, then each method).
+`skimage.data`, scikit-learn's sample images, the examples of Debian's
+`opencv-doc` and the data of Debian's `darknet`; `setup_env.sh --photos`
+installs the two Debian packages, or unpacks them into data/photos/ without
+root; a photo whose package is missing is skipped with a note), each with an
+object box drawn by hand (`results/natural_photos/boxes.json`, fractions of
+the photo's sides). They are test-only: a training folder holding any of them
+is refused (`dre_jax.data.folder.TEST_ONLY`). At each size S the photo and its
+box go through the same resize (shorter side S / 0.875) and centre crop as
+`explain.py`, each method explains the classifier's prediction, and the script
+reports, per method and photo: M_E (Eq. 11) against the box, raw M_F (Eq. 10,
+32 steps, the evaluation protocol's blur and tie-breaker), M_F normalised per
+photo by min-max over the methods of `--methods` (Sec. 4.2.1,
+`scoring.normalised`), the maps' skewness (all from
+`dre_jax.evaluation.scoring`; NaN for a map that is not finite), the share of
+the map's mass inside the box and the box's share of the cropped photo (the
+chance level of M_E). With `dre` among the methods, DRE minus each other
+method on M_E and on normalised M_F: the mean per-photo difference, its paired
+percentile bootstrap 95% interval and DRE's wins / ties / losses
+(`dre_jax.evaluation.statistics.compare`); "level" where the interval contains
+zero. The same numbers on the first `--composites` test composites at each
+size (exact boxes) put the photos beside the domain DRE was trained on.
+Writes `<out>/natural_photos.md`, `results.json` and `maps_<S>.png` (photo
+with its box, then each method).
 """
 
 from __future__ import annotations
@@ -33,26 +44,42 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dre_jax import cli  # noqa: E402
 from dre_jax import images as images_lib  # noqa: E402
+from dre_jax.data import folder  # noqa: E402
 from dre_jax.evaluation import protocol  # noqa: E402
 from dre_jax.evaluation import scoring  # noqa: E402
+from dre_jax.evaluation import statistics  # noqa: E402
 
 # The evaluation protocol's scoring at its defaults: 32 steps, its blur and tie-breaker.
 PROTOCOL = protocol.Protocol(num_steps=32, steps_per_call=4)
 
+# The method the others are compared with, and the per-photo metrics compared.
+REFERENCE = "dre"
+COMPARED = (("explainability", "M_E"), ("faithfulness_normalised", "M_F normalised"))
+
+
+def _debian(directory: str) -> str:
+  """A Debian package's directory: unpacked into data/photos/ by
+  `setup_env.sh --photos` (`folder.PHOTOS_LOCAL_DIR`), else installed."""
+  local = os.path.join(folder.PHOTOS_LOCAL_DIR, directory)
+  return local if os.path.isdir(local) else os.path.join(os.sep, directory)
+
+
+# "<root>:<name>" photo sources: the directory of each root (None: not installed).
 ROOTS = {
-    "skimage": lambda: os.path.dirname(__import__("skimage.data").data.__file__),
-    "sklearn": lambda: os.path.join(os.path.dirname(
-        __import__("sklearn.datasets").datasets.__file__), "images"),
-    "opencv": lambda: "/usr/share/doc/opencv-doc/examples/data",
+    "skimage": lambda: folder.package_dir("skimage", "data"),
+    "sklearn": lambda: folder.package_dir("sklearn", "datasets", "images"),
+    "opencv": lambda: _debian("usr/share/doc/opencv-doc/examples"),
+    "darknet": lambda: _debian("usr/share/darknet/data"),
 }
 
 
-def resolve(source: str) -> str:
-  """"skimage:coffee.png" -> the file's path."""
+def resolve(source: str) -> str | None:
+  """"skimage:coffee.png" -> the file's path; None if its package is not installed."""
   root, _, name = source.partition(":")
   if root not in ROOTS:
     raise ValueError(f"photo source {source!r}: use one of {sorted(ROOTS)}:NAME")
-  return os.path.join(ROOTS[root](), name)
+  directory = ROOTS[root]()
+  return os.path.join(directory, name) if directory else None
 
 
 def box_mask(shape, boxes) -> np.ndarray:
@@ -71,7 +98,7 @@ def load_photos(boxes_file: str, size: int):
   names, objects, images, masks, skipped = [], [], [], [], []
   for item in spec["photos"]:
     path = resolve(item["source"])
-    if not os.path.exists(path):
+    if path is None or not os.path.exists(path):
       skipped.append(item["source"])
       continue
     image = images_lib.load(path)
@@ -81,6 +108,10 @@ def load_photos(boxes_file: str, size: int):
                                             size)[..., 0] > 0.5)
     names.append(item["source"].partition(":")[2])
     objects.append(item["object"])
+  if not images:
+    raise ValueError(f"none of the photos of {boxes_file} is installed: run "
+                     "`bash scripts/setup_env.sh --photos` and pip install "
+                     "scikit-image scikit-learn")
   return names, objects, np.stack(images), np.stack(masks).astype(np.float32), skipped
 
 
@@ -106,6 +137,28 @@ def score(model, maps, images, boxes, targets) -> dict[str, np.ndarray]:
       "mass_in_box": (m * boxes).sum(axis=(1, 2)) / np.maximum(m.sum(axis=(1, 2)), 1e-12),
       "box_share": boxes.mean(axis=(1, 2)),
   }
+
+
+def normalised(scores: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  """{method: [N] M_F normalised per image by min-max over the methods of
+  `scores` (Sec. 4.2.1, `scoring.normalised`; NaN with one method)}."""
+  values = scoring.normalised(scores)["faithfulness_normalised"]
+  return {m: values[i] for i, m in enumerate(scores)}
+
+
+def versus_dre(scores: dict[str, dict[str, np.ndarray]], *,
+               resamples: int = statistics.DEFAULT_RESAMPLES, seed: int = 0
+               ) -> dict[str, dict[str, dict | None]]:
+  """{method: {metric: DRE minus the method over the same images}} for each
+  method other than DRE and each metric of `COMPARED`: mean difference,
+  paired bootstrap interval, wins / ties / losses (`statistics.compare`;
+  None where no image has both values). {} without DRE."""
+  if REFERENCE not in scores:
+    return {}
+  return {m: {k: statistics.compare(scores[REFERENCE][k], scores[m][k],
+                                    resamples=resamples, seed=seed)
+              for k, _ in COMPARED}
+          for m in scores if m != REFERENCE}
 
 
 def figure(path, names, images, boxes, out, methods, title):
@@ -144,13 +197,19 @@ def main(argv=None):
   parser.add_argument("--composites", type=int, default=32,
                       help="test composites scored beside the photos (0: none)")
   parser.add_argument("--data_dir", default=os.environ.get("TFDS_DATA_DIR"))
+  parser.add_argument("--resamples", type=int, default=statistics.DEFAULT_RESAMPLES,
+                      help="bootstrap resamples of the DRE-minus-method intervals")
+  parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
   parser.add_argument("--out", default="results/natural_photos")
   args = parser.parse_args(argv)
   from dre_jax import app  # pylint: disable=import-outside-toplevel
 
   methods = [m for m in args.methods.split(",") if m]
   os.makedirs(args.out, exist_ok=True)
-  report = {"workdir": args.workdir, "methods": methods, "sizes": {}}
+  report = {"workdir": args.workdir, "methods": methods, "sizes": {},
+            "bootstrap": {"resamples": args.resamples, "seed": args.seed,
+                          "confidence": statistics.CONFIDENCE,
+                          "tie_tolerance": statistics.TIE_TOLERANCE}}
   for size in (int(s) for s in args.sizes.split(",")):
     begin = time.time()
     model = app.load_model(args.workdir, image_size=size)
@@ -163,12 +222,15 @@ def main(argv=None):
       ex = app.explain_images(list(images), model=model, methods=methods)
       scores = {m: score(model, ex.maps[m], ex.images, masks, ex.targets)
                 for m in methods}
+      for m, values in normalised(scores).items():
+        scores[m]["faithfulness_normalised"] = values
       top = ex.probabilities.max(axis=1)
       entry[set_name] = {
           "targets": ex.targets.tolist(),
           "target_names": [model.class_name(int(t)) for t in ex.targets],
           "probability": top.tolist(),
           "scores": {m: {k: v.tolist() for k, v in s.items()} for m, s in scores.items()},
+          "versus_dre": versus_dre(scores, resamples=args.resamples, seed=args.seed),
       }
       if set_name == "photos":
         figure(os.path.join(args.out, f"maps_{size}.png"), names, ex.images, masks,
@@ -187,43 +249,84 @@ def main(argv=None):
   print(f"[natural_photos] wrote {args.out}/natural_photos.md, results.json, maps_*.png")
 
 
-# The table's columns per method: (score, decimals).
-COLUMNS = (("explainability", 1), ("faithfulness", 1), ("skewness", 2), ("mass_in_box", 2))
+# The table's columns per method: (score, label, decimals).
+COLUMNS = (("explainability", "M_E", 1), ("faithfulness", "M_F", 1),
+           ("faithfulness_normalised", "M_F norm.", 1), ("skewness", "skew", 2),
+           ("mass_in_box", "mass in box", 2))
+
+
+def claim(c: dict | None) -> str:
+  """A `statistics.compare` result as "+d [low, high] W/T/L: verdict"; the
+  verdict names a winner only where the interval excludes zero."""
+  if not c:
+    return "-"
+  verdict = ("level" if c["level"] else
+             f"DRE {'higher' if c['low'] > 0 else 'lower'}")
+  return (f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] "
+          f"{c['wins']}/{c['ties']}/{c['losses']}: {verdict}")
 
 
 def markdown(report, command) -> str:
+  """The report: means per size and image set, DRE minus each method (with
+  intervals), and M_E and normalised M_F per photo with its box share."""
   methods = report["methods"]
+  b = report["bootstrap"]
   lines = ["# DRE trained on the composites, on natural photos", "",
            f"    {command}", "",
-           "Means over the images (M_E against the box, raw M_F, moment skewness, share "
-           "of the map's mass (map minus its minimum) inside the box; the box's share of "
-           "the image is the chance level of both M_E and the mass share).", "",
+           "Means over the images (M_E against the box, raw M_F, M_F normalised per "
+           "image by min-max over these methods, moment skewness, share of the map's "
+           "mass (map minus its minimum) inside the box; the box's share of the "
+           "image is the chance level of both M_E and the mass share).", "",
            "| size | images | box share | " + " | ".join(
-               f"{m} M_E | {m} M_F | {m} skew | {m} mass in box" for m in methods) + " |",
-           "|---|---|---|" + "---|" * (4 * len(methods))]
+               f"{m} {label}" for m in methods for _, label, _ in COLUMNS) + " |",
+           "|---|---|---|" + "---|" * (len(COLUMNS) * len(methods))]
   for size, entry in report["sizes"].items():
     for set_name in ("photos", "composites"):
       if set_name not in entry:
         continue
       s = entry[set_name]["scores"]
       share = np.mean(s[methods[0]]["box_share"])
-      cells = [f"{np.nanmean(s[m][k]):.{digits}f}" for m in methods
-               for k, digits in COLUMNS]
+      cells = [f"{np.nanmean(np.asarray(s[m][k], float)):.{digits}f}"
+               for m in methods for k, _, digits in COLUMNS]
       lines.append(f"| {size} | {len(s[methods[0]]['explainability'])} {set_name} | "
                    f"{share:.2f} | " + " | ".join(cells) + " |")
-  lines += ["", "Per photo (M_E of each method; the classifier's prediction t and its "
-            "probability):", ""]
+  versus = [(size, set_name, entry[set_name]["versus_dre"])
+            for size, entry in report["sizes"].items()
+            for set_name in ("photos", "composites")
+            if entry.get(set_name, {}).get("versus_dre")]
+  if versus:
+    lines += ["", f"DRE minus each method over the same images: the mean per-image "
+              f"difference, its paired percentile bootstrap {b['confidence']:.0%} "
+              f"interval ({b['resamples']} resamples, seed {b['seed']}) and DRE's "
+              f"wins/ties/losses (|difference| <= {b['tie_tolerance']:g}: a tie); "
+              "\"level\": the interval contains zero, so the images do not "
+              "separate the two.", "",
+              "| size | images | method | " + " | ".join(
+                  f"DRE minus method: {label}" for _, label in COMPARED) + " |",
+              "|---|---|---|" + "---|" * len(COMPARED)]
+    for size, set_name, table in versus:
+      for m, c in table.items():
+        lines.append(f"| {size} | {set_name} | {m} | " + " | ".join(
+            claim(c[k]) for k, _ in COMPARED) + " |")
+  lines += ["", "Per photo: the box's share of the cropped photo (M_E's chance "
+            "level), the classifier's prediction t and its probability, and M_E | "
+            "normalised M_F of each method:", ""]
   for size, entry in report["sizes"].items():
     p = entry["photos"]
     lines += [f"**{size} px**", "",
-              "| photo | object (box) | t | p(t) | " + " | ".join(methods) + " |",
-              "|---|---|---|---|" + "---|" * len(methods)]
+              "| photo | object (box) | box share | t | p(t) | " + " | ".join(
+                  f"{m} M_E \\| M_F norm." for m in methods) + " |",
+              "|---|---|---|---|---|" + "---|" * len(methods)]
     for i, name in enumerate(entry["names"]):
-      lines.append(f"| {name} | {entry['objects'][i]} | {p['target_names'][i]} | "
-                   f"{p['probability'][i]:.2f} | " + " | ".join(
-                       f"{p['scores'][m]['explainability'][i]:.1f}" for m in methods) + " |")
+      s = p["scores"]
+      lines.append(
+          f"| {name} | {entry['objects'][i]} | {s[methods[0]]['box_share'][i]:.2f} | "
+          f"{p['target_names'][i]} | {p['probability'][i]:.2f} | " + " | ".join(
+              f"{s[m]['explainability'][i]:.1f} \\| "
+              f"{s[m]['faithfulness_normalised'][i]:.0f}" for m in methods) + " |")
     if entry["skipped"]:
-      lines.append(f"\nSkipped (not installed): {', '.join(entry['skipped'])}")
+      lines.append(f"\nSkipped (not installed: `bash scripts/setup_env.sh --photos`): "
+                   f"{', '.join(entry['skipped'])}")
     lines.append("")
   return "\n".join(lines) + "\n"
 

@@ -6,6 +6,7 @@
 #
 #   bash scripts/setup_env.sh [EXTRAS]     both steps
 #   bash scripts/setup_env.sh --data-only  only the Tux Paint files
+#   bash scripts/setup_env.sh --photos     only the natural-photo test set
 #
 # Tux Paint (Debian packages tuxpaint-stamps-default and tuxpaint-data): nothing
 # to do when /usr/share/tuxpaint or data/tuxpaint/ has them; as root,
@@ -14,25 +15,40 @@
 # them. DRE_SETUP_NO_ROOT=1 takes the path without root whatever the user and
 # the system's files (a local copy). Safe to run again: it only installs what
 # is missing.
+#
+# The natural-photo test set of scripts/natural_photos.py (Debian packages
+# opencv-doc and darknet, test-only: dre_jax/data/folder.py TEST_ONLY) the same
+# way: as root `apt-get install`, without root unpacked into data/photos/
+# (folder.PHOTOS_LOCAL_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages="tuxpaint-stamps-default tuxpaint-data"
 local_dir=data/tuxpaint  # tuxpaint_composites.LOCAL_DIR
-local_root="$local_dir/usr/share/tuxpaint"
+photo_packages="opencv-doc darknet"
+photos_dir=data/photos  # folder.PHOTOS_LOCAL_DIR
 
+# The Tux Paint stamps and templates, under the prefix $1 (data/tuxpaint or "").
 has_tuxpaint() {
-  [ -d "$1/stamps" ] && [ -d "$1/templates" ]
+  [ -d "$1/usr/share/tuxpaint/stamps" ] && [ -d "$1/usr/share/tuxpaint/templates" ]
+}
+
+# The photos of opencv-doc's examples and darknet's data, under the prefix $1.
+has_photos() {
+  [ -d "$1/usr/share/doc/opencv-doc/examples/data" ] && [ -d "$1/usr/share/darknet/data" ]
 }
 
 as_root() {
   [ "$(id -u)" = 0 ] && [ "${DRE_SETUP_NO_ROOT:-0}" = 0 ]
 }
 
-# apt-get download as a user: the machine's package lists, else lists of our
-# own (apt-get update into a temporary directory needs no root either).
+# apt-get download of packages $2... into $1 as a user: the machine's package
+# lists, else lists of our own (apt-get update into a temporary directory needs
+# no root either).
 download_debs() {
   local dest="$1"
+  shift
+  local packages="$*"
   if (cd "$dest" && apt-get download $packages >/dev/null 2>&1); then
     return 0
   fi
@@ -45,39 +61,52 @@ download_debs() {
   (cd "$dest" && apt-get "${opts[@]}" download $packages >/dev/null)
 }
 
-setup_tuxpaint() {
-  if has_tuxpaint "$local_root" || { [ "${DRE_SETUP_NO_ROOT:-0}" = 0 ] \
-      && has_tuxpaint /usr/share/tuxpaint; }; then
+# setup_debs WHAT CHECK DIR SIZE WARNING PACKAGES...: nothing to do when CHECK
+# passes on DIR or (unless DRE_SETUP_NO_ROOT) on the system; as root, apt-get
+# install; without root, apt-get download and dpkg-deb -x into DIR; WARNING
+# when neither apt-get nor dpkg-deb is there.
+setup_debs() {
+  local what="$1" check="$2" dir="$3" size="$4" warning="$5"
+  shift 5
+  local packages="$*"
+  if "$check" "$dir" || { [ "${DRE_SETUP_NO_ROOT:-0}" = 0 ] && "$check" ""; }; then
     return 0
   fi
   if as_root && command -v apt-get >/dev/null; then
-    echo "[setup] apt-get install $packages (about 170 MB)"
+    echo "[setup] apt-get install $packages ($size)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
     return 0
   fi
   if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
-    echo "[setup] warning: no apt-get/dpkg-deb for the Tux Paint data: install Tux Paint's stamps and data (tuxpaint.org) and set DRE_TUXPAINT_ROOT to its share/tuxpaint folder (with stamps/ and templates/)" >&2
+    echo "[setup] warning: no apt-get/dpkg-deb for $what: $warning" >&2
     return 0
   fi
-  echo "[setup] without root: apt-get download $packages (about 170 MB)"
+  echo "[setup] without root: apt-get download $packages ($size)"
   local tmp
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' RETURN
-  download_debs "$tmp"
-  echo "[setup] unpacking them with dpkg-deb -x into $local_dir/"
-  mkdir -p "$local_dir"
+  download_debs "$tmp" $packages
+  echo "[setup] unpacking them with dpkg-deb -x into $dir/"
+  mkdir -p "$dir"
   for deb in "$tmp"/*.deb; do
-    dpkg-deb -x "$deb" "$local_dir"
+    dpkg-deb -x "$deb" "$dir"
   done
-  has_tuxpaint "$local_root" || {
-    echo "[setup] error: $local_root has no stamps/ and templates/ after unpacking" >&2
+  "$check" "$dir" || {
+    echo "[setup] error: $dir has no $what after unpacking" >&2
     return 1
   }
-  echo "[setup] Tux Paint files in $local_root"
+  echo "[setup] $what in $dir"
 }
 
-setup_tuxpaint
+if [ "${1:-}" = "--photos" ]; then
+  setup_debs "the natural-photo test set" has_photos "$photos_dir" "about 100 MB" \
+    "scripts/natural_photos.py skips their photos" $photo_packages
+  exit 0
+fi
+setup_debs "the Tux Paint files" has_tuxpaint "$local_dir" "about 170 MB" \
+  "install Tux Paint's stamps and data (tuxpaint.org) and set DRE_TUXPAINT_ROOT to its share/tuxpaint folder (with stamps/ and templates/)" \
+  $packages
 if [ "${1:-}" = "--data-only" ]; then
   exit 0
 fi

@@ -190,29 +190,6 @@ def test_test_only_photos_are_refused(tmp_path):
     folder.scan(str(tmp_path))
 
 
-def test_test_only_photos_are_in_no_config_or_composite():
-  """No config, composite builder or training module names a test-only source."""
-  names = re.compile(r"skimage|sklearn|scikit|opencv|darknet|/usr/share/doc",
-                     re.IGNORECASE)
-  sources = (glob.glob(os.path.join(REPO, "configs", "*.py"))
-             + glob.glob(os.path.join(REPO, "dre_jax", "data", "tuxpaint*.py"))
-             + glob.glob(os.path.join(REPO, "dre_jax", "training", "*.py")))
-  assert len(sources) > 10
-  hits = [f"{os.path.relpath(p, REPO)}: {m.group()}" for p in sources
-          for m in names.finditer(open(p).read())]
-  assert not hits, hits
-  # The natural-photo test set reads from the test-only directories only.
-  sys.path.insert(0, os.path.join(REPO, "scripts"))
-  try:
-    import natural_photos  # pylint: disable=import-outside-toplevel
-  finally:
-    sys.path.pop(0)
-  roots = [d for dirs in folder.test_only_dirs().values() for d in dirs]
-  for name, root in natural_photos.ROOTS.items():
-    path = os.path.realpath(root())
-    assert any(path == r or path.startswith(r + os.sep) for r in roots), name
-
-
 @pytest.mark.slow  # about a minute: two stages compile
 def test_tiny_training_on_a_folder_then_resume_is_a_no_op(setup, tmp_path, caplog):
   from dre_jax.training import trainer  # pylint: disable=import-outside-toplevel

@@ -52,7 +52,7 @@ NAME = config_lib.FOLDER
 SPLIT = "images"
 
 
-def _package_dir(package: str, *parts: str) -> str | None:
+def package_dir(package: str, *parts: str) -> str | None:
   """A directory inside an installed package, found without importing it."""
   try:
     spec = importlib.util.find_spec(package)
@@ -67,15 +67,28 @@ def _cache_dir(name: str) -> str:
                       os.path.expanduser("~/.cache"), name)
 
 
+# Where scripts/setup_env.sh --photos unpacks the Debian packages of the
+# test-only photos without root (`dpkg-deb -x` into the checkout's data/photos/).
+PHOTOS_LOCAL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "data", "photos")
+
+
+def _debian_dirs(*dirs: str) -> list[str]:
+  """A Debian package's directories: installed (/usr/...) and unpacked into
+  `PHOTOS_LOCAL_DIR`."""
+  return [d for rel in dirs
+          for d in (os.sep + rel, os.path.join(PHOTOS_LOCAL_DIR, rel))]
+
+
 # The test-only photos' directories, by the package that installs them.
 TEST_ONLY = {
     "scikit-image (skimage.data)": lambda: [
-        _package_dir("skimage", "data"), _cache_dir("scikit-image")],
+        package_dir("skimage", "data"), _cache_dir("scikit-image")],
     "scikit-learn (sklearn.datasets images)": lambda: [
-        _package_dir("sklearn", "datasets", "images")],
-    "Debian's opencv-doc": lambda: ["/usr/share/doc/opencv-doc"],
-    "Debian's darknet": lambda: ["/usr/share/darknet",
-                                 "/usr/share/doc/darknet"],
+        package_dir("sklearn", "datasets", "images")],
+    "Debian's opencv-doc": lambda: _debian_dirs("usr/share/doc/opencv-doc"),
+    "Debian's darknet": lambda: _debian_dirs("usr/share/darknet",
+                                             "usr/share/doc/darknet"),
 }
 
 
