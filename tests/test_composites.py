@@ -22,6 +22,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from dre_jax.data import tuxpaint_composites as tc
+import util
 
 SIZE = 64
 CLASS_RED = {"birds": 250, "fish_and_shellfish": 190, "fruit_and_nuts": 130}
@@ -442,15 +443,7 @@ def test_setup_without_root_unpacks_what_the_builder_reads(tmp_path,
   """setup_env.sh's data step with the root check off (DRE_SETUP_NO_ROOT=1):
   apt-get download + dpkg-deb -x into the checkout's data/tuxpaint/, the
   builder's default root there; a second run does nothing."""
-  checkout = tmp_path / "checkout"
-  (checkout / "scripts").mkdir(parents=True)
-  shutil.copy(SETUP, checkout / "scripts")
-
-  def setup():
-    return subprocess.run(
-        ["bash", str(checkout / "scripts" / "setup_env.sh"), "--data-only"],
-        env={**os.environ, "DRE_SETUP_NO_ROOT": "1"}, capture_output=True,
-        text=True, timeout=1200, check=False)
+  checkout, setup = util.setup_without_root(tmp_path, "--data-only")
 
   result = setup()
   assert result.returncode == 0, result.stderr

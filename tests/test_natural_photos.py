@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 
 import numpy as np
 from PIL import Image
@@ -219,15 +218,7 @@ def test_setup_photos_without_root_unpacks_every_debian_photo(script, tmp_path,
   apt-get download + dpkg-deb -x into the checkout's data/photos/, where the
   script finds every opencv-doc and darknet photo of boxes.json; a second
   run does nothing."""
-  checkout = tmp_path / "checkout"
-  (checkout / "scripts").mkdir(parents=True)
-  shutil.copy(os.path.join(REPO, "scripts", "setup_env.sh"), checkout / "scripts")
-
-  def setup():
-    return subprocess.run(
-        ["bash", str(checkout / "scripts" / "setup_env.sh"), "--photos"],
-        env={**os.environ, "DRE_SETUP_NO_ROOT": "1"}, capture_output=True,
-        text=True, timeout=1200, check=False)
+  checkout, setup = util.setup_without_root(tmp_path, "--photos")
 
   result = setup()
   assert result.returncode == 0, result.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 
@@ -97,3 +98,23 @@ def write_workdir(path, classifier, dre, generator_variables, image_size: int
       path, workdir_lib.estimator_metadata(dre, num_classes, image_size),
       generator_variables)
   return str(path)
+
+
+# ------------------------------------------------------------------ setup
+
+
+def setup_without_root(tmp_path, flag: str):
+  """A checkout holding only scripts/setup_env.sh under `tmp_path`, and a
+  function that runs `setup_env.sh flag` there with the root check off
+  (DRE_SETUP_NO_ROOT=1) and returns the CompletedProcess."""
+  checkout = tmp_path / "checkout"
+  (checkout / "scripts").mkdir(parents=True)
+  shutil.copy(os.path.join(REPO, "scripts", "setup_env.sh"), checkout / "scripts")
+
+  def setup():
+    return subprocess.run(
+        ["bash", str(checkout / "scripts" / "setup_env.sh"), flag],
+        env={**os.environ, "DRE_SETUP_NO_ROOT": "1"}, capture_output=True,
+        text=True, timeout=1200, check=False)
+
+  return checkout, setup
