@@ -166,7 +166,7 @@ analysis; Russakovsky et al., IJCV 2015, Sec. 3.3.4 describes the same object
 scale). The shape of the distribution and the centre bias are choices that
 approximate this spread of ImageNet boxes; they are not fitted to it.
 Measured over 600 `coarse_natural_224` training images on the Debian tree
-(925 boxes): box share quantiles 5% 0.066, 25% 0.15, 50% 0.32, 75% 0.53,
+(834 boxes): box share quantiles 5% 0.066, 25% 0.15, 50% 0.32, 75% 0.53,
 95% 0.76, maximum 0.86, mean 0.355; 30% of the images hold more than one
 object; 47% of the boxes touch the border.
 
