@@ -22,6 +22,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from dre_jax.data import tuxpaint_composites as tc
+import util
 
 SIZE = 64
 CLASS_RED = {"birds": 250, "fish_and_shellfish": 190, "fruit_and_nuts": 130}
@@ -566,3 +567,14 @@ def test_setup_without_root_unpacks_what_the_builder_reads(tmp_path,
   assert len(backgrounds) == 17
   again = setup()
   assert again.returncode == 0 and again.stdout == "", again.stdout
+
+
+def test_lite0_config_natural_argument_selects_the_natural_composites():
+  module = util.load_module(os.path.join(util.REPO, "configs",
+                                         "composites_lite0.py"))
+  assert module.get_config().dataset.name == "tuxpaint_composites/coarse_224"
+  natural = module.get_config("size=128,natural")
+  assert natural.dataset.name == "tuxpaint_composites/coarse_natural_224"
+  assert natural.dataset.image_size == 128
+  assert "coarse_natural_224" in {
+      c.name for c in tc.TuxpaintComposites.BUILDER_CONFIGS}
