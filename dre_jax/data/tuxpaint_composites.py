@@ -164,11 +164,12 @@ visible box share is within [0.05, 0.90], and its solid pixels overlap each
 earlier object's by at most 20% of the smaller one's. Border cuts make the
 visible boxes smaller than x; the mean 0.44 was chosen so that the visible
 box shares have the mean of the average object scale of ILSVRC 2012, 0.358
-(the ratio of box area to image area averaged per class; ImageNet's "ILSVRC
-2012 analysis" page, Sec. 2.3, https://image-net.org/challenges/LSVRC/2012/
-analysis; Russakovsky et al., IJCV 2015, Sec. 3.3.4 describes the same object
-scale). The shape of the distribution and the centre bias are choices that
-approximate this spread of ImageNet boxes; they are not fitted to it.
+(the ratio of box area to image area averaged per class; Sec. 2.3 of
+ImageNet's "ILSVRC 2012 analysis" page,
+https://image-net.org/challenges/LSVRC/2012/analysis; the challenge's paper,
+Russakovsky et al., IJCV 2015, analyses the same object scale). The shape of
+the distribution and the centre bias are choices that approximate this
+spread of ImageNet boxes; they are not fitted to it.
 Measured over 600 `coarse_natural_224` training images on the Debian tree
 (834 boxes): box share quantiles 5% 0.067, 25% 0.15, 50% 0.31, 75% 0.52,
 95% 0.76, maximum 0.86, mean 0.353; 30% of the images hold more than one
