@@ -22,7 +22,6 @@ import pytest
 import tensorflow_datasets as tfds
 
 from dre_jax.data import tuxpaint_composites as tc
-import util
 
 SIZE = 64
 CLASS_RED = {"birds": 250, "fish_and_shellfish": 190, "fruit_and_nuts": 130}
@@ -305,16 +304,17 @@ def test_deterministic_across_builds_and_seeds_differ(coarse, tree, tmp_path):
                  for a in train for b in test)
 
 
-def example_digest(root: str) -> str:
-  """sha256 of a few examples made without TFDS (no hashing of Python objects
-  is involved in making them)."""
+def example_digest(root: str, cfg=None, n: int = 8) -> str:
+  """sha256 of the first n examples per split of `cfg` (default: t_coarse)
+  made without TFDS (no hashing of Python objects is involved in making
+  them)."""
+  cfg = cfg or config("t_coarse")
   stamps, _ = tc.scan_stamps(root)
   backgrounds, _ = tc.load_backgrounds(root)
-  names, objects = tc.split_objects(stamps, "coarse", False)
-  cfg = config("t_coarse")
+  names, objects = tc.split_objects(stamps, cfg.labels, cfg.holdout_objects)
   digest = hashlib.sha256()
   for split in tc.SPLITS:
-    for i in range(8):
+    for i in range(n):
       ex = tc.make_example(cfg, split, i, objects[split], names, backgrounds)
       digest.update(ex["image"].tobytes() + ex["segmentation_mask"].tobytes()
                     + ex["image/filename"].encode())
@@ -503,6 +503,28 @@ REAL_ROOT = next((r for r in (tc.DEFAULT_ROOT, tc.LOCAL_ROOT)
                   if os.path.isdir(os.path.join(r, "stamps"))), tc.DEFAULT_ROOT)
 
 
+# Like UNIFORM_DIGEST, for the first 3 examples per split of published configs
+# on Debian 12's tuxpaint-stamps-default 2022.06.04-1 and tuxpaint-data
+# 0.9.28: the uniform layout's datasets stay byte-identical.
+PUBLISHED_DIGESTS = {
+    "coarse_64":
+        "d01bc8b74d82fb7f3af4baae3dab0f43503e255cc8963b8bde713e5381c51712",
+    "coarse_heldout_112":
+        "aa1816c2004ff8dee987a23c20af683c09c734cd2eddce5b38e8774ab27c681a",
+    "fine_224":
+        "b9f266bec84d824f6bc3ef7676d8939d72b980584f78bf1d606eec8943d452f5",
+}
+
+
+@pytest.mark.slow  # the installed Tux Paint tree
+@pytest.mark.skipif(not os.path.isdir(os.path.join(REAL_ROOT, "stamps")),
+                    reason=f"Tux Paint not installed: {tc.APT_COMMAND}")
+def test_published_configs_unchanged_on_real_tree():
+  configs = {c.name: c for c in tc.TuxpaintComposites.BUILDER_CONFIGS}
+  assert {name: example_digest(REAL_ROOT, configs[name], 3)
+          for name in PUBLISHED_DIGESTS} == PUBLISHED_DIGESTS
+
+
 @pytest.mark.slow  # the installed Tux Paint tree, full-size
 @pytest.mark.skipif(not os.path.isdir(os.path.join(REAL_ROOT, "stamps")),
                     reason=f"Tux Paint not installed: {tc.APT_COMMAND}")
@@ -570,6 +592,8 @@ def test_setup_without_root_unpacks_what_the_builder_reads(tmp_path,
 
 
 def test_lite0_config_natural_argument_selects_the_natural_composites():
+  import util  # pylint: disable=import-outside-toplevel  (this file is also
+  # loaded outside pytest, without tests/ on sys.path: example_digest)
   module = util.load_module(os.path.join(util.REPO, "configs",
                                          "composites_lite0.py"))
   assert module.get_config().dataset.name == "tuxpaint_composites/coarse_224"
