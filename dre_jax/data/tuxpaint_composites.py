@@ -170,8 +170,9 @@ https://image-net.org/challenges/LSVRC/2012/analysis; the challenge's paper,
 Russakovsky et al., IJCV 2015, analyses the same object scale). The shape of
 the distribution and the centre bias are choices that approximate this
 spread of ImageNet boxes; they are not fitted to it.
-Measured over 600 `coarse_natural_224` training images on the Debian tree
-(834 boxes): box share quantiles 5% 0.067, 25% 0.15, 50% 0.31, 75% 0.52,
+Measured over the first 600 `coarse_natural_224` training images on the
+Debian tree (834 boxes; `python scripts/composites_layout.py`, which also
+draws results/composites_natural.jpg): box share quantiles 5% 0.067, 25% 0.15, 50% 0.31, 75% 0.52,
 95% 0.76, maximum 0.86, mean 0.353; 30% of the images hold more than one
 object; 46% of the boxes touch the border.
 
