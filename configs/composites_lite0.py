@@ -26,8 +26,11 @@ instead (built with `python -m dre_jax.data.tuxpaint_composites
 classes and split sizes, with 1-3 objects of the class per image, box shares
 from 5% to 90% of the image (ImageNet-like, mean 0.36), centre-biased and
 partly cut by the border (the natural layout of the builder's docstring).
-Its runs cost what the coarse_224 runs cost (same images per step); none has
-been measured yet.
+Its runs cost what the coarse_224 runs cost (same images, same steps); the
+first run builds the dataset (measured 2026-12-03 on the 2-core CPU next to
+other jobs: 2 min, 469 MB). Only `natural,runlocal` has been run (8 stage-2
+steps at 64 px, then evaluate.py on 8 images: M_E is computed on the union of
+the objects' boxes); no full run has been measured.
 
 `size=` (default 224, the paper's) is the image side: images are resized to
 size / 0.875 and centre-cropped (random crops while training). `size=128`
