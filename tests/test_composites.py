@@ -305,16 +305,17 @@ def test_deterministic_across_builds_and_seeds_differ(coarse, tree, tmp_path):
                  for a in train for b in test)
 
 
-def example_digest(root: str) -> str:
-  """sha256 of a few examples made without TFDS (no hashing of Python objects
-  is involved in making them)."""
+def example_digest(root: str, cfg=None, n: int = 8) -> str:
+  """sha256 of the first n examples per split of `cfg` (default: t_coarse)
+  made without TFDS (no hashing of Python objects is involved in making
+  them)."""
+  cfg = cfg or config("t_coarse")
   stamps, _ = tc.scan_stamps(root)
   backgrounds, _ = tc.load_backgrounds(root)
-  names, objects = tc.split_objects(stamps, "coarse", False)
-  cfg = config("t_coarse")
+  names, objects = tc.split_objects(stamps, cfg.labels, cfg.holdout_objects)
   digest = hashlib.sha256()
   for split in tc.SPLITS:
-    for i in range(8):
+    for i in range(n):
       ex = tc.make_example(cfg, split, i, objects[split], names, backgrounds)
       digest.update(ex["image"].tobytes() + ex["segmentation_mask"].tobytes()
                     + ex["image/filename"].encode())
@@ -333,6 +334,100 @@ def test_examples_do_not_depend_on_python_hash_seed(tree):
                        env={**os.environ, "PYTHONHASHSEED": seed},
                        capture_output=True, text=True, check=True)
   assert out.stdout.strip().splitlines()[-1] == example_digest(tree)
+
+
+# sha256 of `example_digest` on the fake tree, recorded from the code that
+# built the published uniform-layout configs (Pillow 13.0.0, numpy 2.4.6): a
+# change to the builder must leave their examples byte-identical. Another
+# Pillow may resample differently; then re-record it with the old builder.
+UNIFORM_DIGEST = (
+    "8906dbc3f424721001f5b5b94b2f3022f68c74a8cb1c674844b9526183103ccb")
+
+
+def test_uniform_layout_examples_unchanged(tree):
+  assert example_digest(tree) == UNIFORM_DIGEST
+
+
+def natural_stamps(n: int = 6) -> list:
+  """Keyed ellipse stamps of aspect ratios 1:3 to 3:1."""
+  return [tc.Stamp(name=f"s{i}", coarse="birds",
+                   rgba=_keyed_rgba(250, 20 + 8 * (i % 3), 20 + 8 * (i // 2),
+                                    seed=i), mirrorable=i % 2 == 0)
+          for i in range(n)]
+
+
+def _solid_box_share(placement, size) -> tuple[float, bool]:
+  """Box share of the pasted `alpha >= 128` and whether it touches a border."""
+  r0, c0, r1, c1 = tc._box(tc.paste(placement, size)[..., 3])
+  return ((r1 - r0 + 1) * (c1 - c0 + 1) / size**2,
+          min(r0, c0) == 0 or max(r1, c1) == size - 1)
+
+
+def test_natural_layout_spans_imagenet_like_shares():
+  stamps = natural_stamps()
+  shares, touching = [], 0
+  for seed in range(200):
+    rng = np.random.default_rng(seed)
+    (p,) = tc.sample_layout([stamps[seed % len(stamps)]], SIZE, rng)
+    share, touches = _solid_box_share(p, SIZE)
+    shares.append(share)
+    touching += touches
+    inside = tc.paste(p, SIZE)[..., 3].sum(dtype=np.int64)
+    assert inside >= tc.NATURAL_MIN_VISIBLE * p.rgba[..., 3].sum(dtype=np.int64)
+  q05, q50, q95 = np.quantile(shares, [0.05, 0.5, 0.95])
+  assert tc.NATURAL_SHARE[0] <= min(shares) and max(shares) <= tc.NATURAL_SHARE[1]
+  assert q05 < 0.1 and 0.2 < q50 < 0.45 and q95 > 0.5, (q05, q50, q95)
+  assert max(shares) > 0.65  # beyond the uniform layout's BOX_SHARE
+  assert 0.2 < np.mean(shares) < 0.5
+  assert 20 <= touching <= 180, touching  # cut by the border, not always
+
+
+def test_natural_layout_objects_overlap_little_and_are_deterministic():
+  stamps = natural_stamps(3)
+  for seed in range(30):
+    layout = tc.sample_layout(stamps, SIZE, np.random.default_rng(seed))
+    again = tc.sample_layout(stamps, SIZE, np.random.default_rng(seed))
+    assert len(layout) == 3
+    solids = [tc.paste(p, SIZE)[..., 3] >= 128 for p in layout]
+    for p, q in zip(layout, again):
+      assert (p.top, p.left) == (q.top, q.left)
+      np.testing.assert_array_equal(p.rgba, q.rgba)
+    for i, a in enumerate(solids):
+      for b in solids[:i]:
+        assert (a & b).sum() <= tc.NATURAL_MAX_OVERLAP * min(a.sum(), b.sum())
+
+
+def test_natural_config_boxes_masks_and_objects(tree, tmp_path):
+  cfg = config("t_natural", layout="natural", num_train=60, num_test=10)
+  builder = build(cfg, tmp_path, tree)
+  assert isinstance(builder.info.features["bbox"], tfds.features.Sequence)
+  bgs = background_colours(tree)
+  names = builder.info.features["label"].names
+  counts, touching = [], 0
+  for ex in read(builder, "train"):
+    boxes, m = ex["bbox"], ex["segmentation_mask"][..., 0]
+    stamps = ex["image/filename"].decode().split(":")[1].split("@")[0]
+    stamps = [s[:-len(".png")] for s in stamps.split("+")]
+    assert len(boxes) == len(stamps) and {KEPT[s] for s in stamps} == {
+        names[ex["label"]]}
+    counts.append(len(boxes))
+    # Outside the objects the image is the background crop, exactly.
+    assert (ex["image"][m == 0] == bgs[_background_of(ex)]).all()
+    covered = np.zeros_like(m, bool)
+    for box in boxes:
+      r0, c0, r1, c1 = np.round(box * SIZE).astype(int)
+      covered[r0:r1, c0:c1] = True
+      solid = m[r0:r1, c0:c1] >= 128  # each box is tight on all four sides
+      assert solid[0].any() and solid[-1].any()
+      assert solid[:, 0].any() and solid[:, -1].any()
+      share = (r1 - r0) * (c1 - c0) / SIZE**2
+      assert tc.NATURAL_SHARE[0] <= share <= tc.NATURAL_SHARE[1]
+      touching += min(r0, c0) == 0 or max(r1, c1) == SIZE
+    # Every opaque pixel is in a box (two soft edges overlapping can combine
+    # to a mask >= 128 outside both objects' `alpha >= 128`, never to 255).
+    assert not (m == 255)[~covered].any()
+  assert max(counts) > 1 and counts.count(1) > len(counts) // 2, counts
+  assert touching > 0
 
 
 def test_heldout_objects_only_in_test(tree, tmp_path):
@@ -365,9 +460,12 @@ def test_config_validation():
     config("bad", labels="fine", holdout_objects=True)
   with pytest.raises(ValueError, match="labels must be"):
     config("bad", labels="species")
+  with pytest.raises(ValueError, match="layout must be one of uniform, natural"):
+    config("bad", layout="photo")
   names = {c.name for c in tc.TuxpaintComposites.BUILDER_CONFIGS}
   assert {"coarse_224", "coarse_112", "coarse_64", "fine_224", "fine_112",
-          "fine_64", "coarse_heldout_224"} <= names
+          "fine_64", "coarse_heldout_224", "coarse_natural_224",
+          "coarse_natural_112", "coarse_natural_64"} <= names
 
 
 def test_missing_tree_names_the_apt_command(tmp_path, monkeypatch):
@@ -404,6 +502,28 @@ def test_holdout_needs_two_objects_per_class(tree):
 # The installed tree, else the one scripts/setup_env.sh unpacked without root.
 REAL_ROOT = next((r for r in (tc.DEFAULT_ROOT, tc.LOCAL_ROOT)
                   if os.path.isdir(os.path.join(r, "stamps"))), tc.DEFAULT_ROOT)
+
+
+# Like UNIFORM_DIGEST, for the first 3 examples per split of published configs
+# on Debian 12's tuxpaint-stamps-default 2022.06.04-1 and tuxpaint-data
+# 0.9.28: the uniform layout's datasets stay byte-identical.
+PUBLISHED_DIGESTS = {
+    "coarse_64":
+        "d01bc8b74d82fb7f3af4baae3dab0f43503e255cc8963b8bde713e5381c51712",
+    "coarse_heldout_112":
+        "aa1816c2004ff8dee987a23c20af683c09c734cd2eddce5b38e8774ab27c681a",
+    "fine_224":
+        "b9f266bec84d824f6bc3ef7676d8939d72b980584f78bf1d606eec8943d452f5",
+}
+
+
+@pytest.mark.slow  # the installed Tux Paint tree
+@pytest.mark.skipif(not os.path.isdir(os.path.join(REAL_ROOT, "stamps")),
+                    reason=f"Tux Paint not installed: {tc.APT_COMMAND}")
+def test_published_configs_unchanged_on_real_tree():
+  configs = {c.name: c for c in tc.TuxpaintComposites.BUILDER_CONFIGS}
+  assert {name: example_digest(REAL_ROOT, configs[name], 3)
+          for name in PUBLISHED_DIGESTS} == PUBLISHED_DIGESTS
 
 
 @pytest.mark.slow  # the installed Tux Paint tree, full-size
@@ -462,3 +582,16 @@ def test_setup_without_root_unpacks_what_the_builder_reads(tmp_path,
   assert len(backgrounds) == 17
   again = setup()
   assert again.returncode == 0 and again.stdout == "", again.stdout
+
+
+def test_lite0_config_natural_argument_selects_the_natural_composites():
+  import util  # pylint: disable=import-outside-toplevel  (this file is also
+  # loaded outside pytest, without tests/ on sys.path: example_digest)
+  module = util.load_module(os.path.join(util.REPO, "configs",
+                                         "composites_lite0.py"))
+  assert module.get_config().dataset.name == "tuxpaint_composites/coarse_224"
+  natural = module.get_config("size=128,natural")
+  assert natural.dataset.name == "tuxpaint_composites/coarse_natural_224"
+  assert natural.dataset.image_size == 128
+  assert "coarse_natural_224" in {
+      c.name for c in tc.TuxpaintComposites.BUILDER_CONFIGS}

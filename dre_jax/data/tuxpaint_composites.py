@@ -37,17 +37,22 @@ config and metric runs on both unchanged):
 * `image`: uint8 [S, S, 3], PNG-encoded (lossless, unlike CUB's JPEGs).
 * `image/filename`: Text, the example's provenance
   `"<split>/<index>:<stamp path>@<background file>"`, e.g.
-  `"test/000017:animals/birds/crow.png@rocks.jpg"` (CUB: the image's path).
+  `"test/000017:animals/birds/crow.png@rocks.jpg"` (CUB: the image's path);
+  several objects are joined by "+".
 * `label`: ClassLabel (coarse: 14 classes; fine: one per object).
 * `label_name`: Text, the class name (fine: the stamp path without `.png`).
 * `bbox`: BBoxFeature `[ymin, xmin, ymax, xmax]` in [0, 1], the tight box of
   the object pixels `segmentation_mask >= 128` (pasted alpha >= 0.5), in CUB's
   convention: pixel rows r0..r1 give `ymin = r0 / S`, `ymax = (r1 + 1) / S`.
+  The natural layout (`coarse_natural_*`) has a Sequence of them, one box per
+  object, each the tight box of that object's own pasted alpha >= 0.5.
 * `segmentation_mask`: uint8 [S, S, 1] in 0..255, the pasted alpha after
-  resampling (CUB's masks are also soft uint8 0..255 maps), 0 outside.
+  resampling (CUB's masks are also soft uint8 0..255 maps), 0 outside; with
+  several objects their alphas combined like the colours.
 
-Each example draws, from a seed made of the config name, the split and the
-index (`numpy` PCG64 via `SeedSequence`): a class (uniform over the classes
+Each example of the uniform layout (all configs but `coarse_natural_*`)
+draws, from a seed made of the config name, the split and the index (`numpy`
+PCG64 via `SeedSequence`): a class (uniform over the classes
 present in the split), an object of it (uniform), a background photo, a square
 crop of it (side 50-100% of its short side, random position, mirrored with
 p=0.5), the object's box share of the image (uniform in [0.10, 0.60]), a
@@ -132,6 +137,44 @@ Configs (`<labels>[_heldout]_<size>`; the default is `coarse_224`):
                                  296, at least 2 per class) appear only in the
                                  test split: unseen objects
     fine_{64,112,224}            8000 train / 2000 test, one class per object
+    coarse_natural_{64,112,224}  4000 train / 1000 test, 14 classes, the
+                                 natural layout below (1-3 objects, `bbox` a
+                                 sequence of boxes)
+
+Natural layout (`layout="natural"`, `sample_layout`): objects of the sizes,
+positions and numbers photos show, where the other configs place one small
+object anywhere. Each image holds 1, 2 or 3 objects of the labelled class
+(p = 0.7, 0.2, 0.1; distinct objects where the class has enough; a choice,
+not a measurement), like an ILSVRC validation image with several annotated
+instances. `bbox` is then a sequence with one box per object (the tight box
+of that object's pasted `alpha >= 128`, clipped to the image) and
+`segmentation_mask` their combined alpha, so the explanation metric's box
+mask is the union of the labelled objects' boxes, as for ImageNet's XML boxes
+(`dre_jax.data.pipelines`); no object of another class is pasted. Each
+object's box share x (box area / image area) is drawn as
+0.05 + 0.85 * Beta(1.0, 1.18), a distribution on [0.05, 0.90] of mean 0.44
+whose density falls from the small shares to the large ones, and the stamp is
+scaled so that its box, centred, would show share x (a box longer than the
+image overhangs it, as in a close-up). Its centre is
+0.5 + N(0, 0.3) * max(1 - extent, 0.25) per axis (extent: the object's side
+over the image side), a centre bias that leaves large objects near the
+middle and lets small ones wander, and the object may extend past the border:
+draws are repeated until at least 60% of its alpha is inside the image, its
+visible box share is within [0.05, 0.90], and its solid pixels overlap each
+earlier object's by at most 20% of the smaller one's. Border cuts make the
+visible boxes smaller than x; the mean 0.44 was chosen so that the visible
+box shares have the mean of the average object scale of ILSVRC 2012, 0.358
+(the ratio of box area to image area averaged per class; Sec. 2.3 of
+ImageNet's "ILSVRC 2012 analysis" page,
+https://image-net.org/challenges/LSVRC/2012/analysis; the challenge's paper,
+Russakovsky et al., IJCV 2015, analyses the same object scale). The shape of
+the distribution and the centre bias are choices that approximate this
+spread of ImageNet boxes; they are not fitted to it.
+Measured over the first 600 `coarse_natural_224` training images on the
+Debian tree (834 boxes; `python scripts/composites_layout.py`, which also
+draws results/composites_natural.jpg): box share quantiles 5% 0.067, 25% 0.15, 50% 0.31, 75% 0.52,
+95% 0.76, maximum 0.86, mean 0.353; 30% of the images hold more than one
+object; 46% of the boxes touch the border.
 
 Measured builds (`python -m dre_jax.data.tuxpaint_composites --configs=...`)
 on this project's 2-core CPU machine, shared with other jobs (load average
@@ -204,6 +247,20 @@ MIN_SOLID_PIXELS = 400
 MAX_ASPECT = 6.0
 BOX_SHARE = (0.10, 0.60)     # object box area / image area
 MAX_OUTSIDE = 0.10           # share of the object's alpha outside the image
+# Natural layout (configs `coarse_natural_*`, see the module docstring).
+NATURAL_SHARE = (0.05, 0.90)  # visible object box area / image area
+# Mean of the drawn share: border cuts shrink the visible boxes, and 0.44
+# gives visible box shares of mean 0.353 on the Debian tree, the ILSVRC 2012
+# average object scale 0.358 (module docstring).
+NATURAL_DRAWN_MEAN = 0.44
+NATURAL_SHARE_BETA_A = 1.0    # Beta(a, b) on NATURAL_SHARE; b from the mean
+NATURAL_CENTRE_SD = 0.3       # centre offset sd per axis, times the free room
+NATURAL_MIN_ROOM = 0.25      # least centre spread factor (objects >= image)
+NATURAL_MIN_VISIBLE = 0.6     # share of the object's alpha inside the image
+NATURAL_MAX_OVERLAP = 0.2     # shared solid pixels / the smaller object's
+NATURAL_TRIES = 100           # draws per object before the layout restarts
+NATURAL_OBJECTS = (0.7, 0.2, 0.1)  # P(1, 2, 3 objects of the labelled class)
+LAYOUTS = ("uniform", "natural")
 CROP_SHARE = (0.5, 1.0)      # background crop side / background short side
 HOLDOUT_FRACTION = 0.25
 MAX_DRAWS = 1000
@@ -226,6 +283,9 @@ class TuxpaintCompositesConfig(tfds.core.BuilderConfig):
     labels: "coarse" (COARSE_CLASSES) or "fine" (one class per object).
     holdout_objects: coarse only; HOLDOUT_FRACTION of each class's objects are
       used only by the test split.
+    layout: "uniform" (one object, `sample_placement`) or "natural" (1-3
+      objects of the class, `sample_layout`; `bbox` is then a sequence of
+      boxes, one per object).
   """
 
   image_size: int = 224
@@ -233,8 +293,12 @@ class TuxpaintCompositesConfig(tfds.core.BuilderConfig):
   num_test: int = 1000
   labels: str = "coarse"
   holdout_objects: bool = False
+  layout: str = "uniform"
 
   def __post_init__(self):
+    if self.layout not in LAYOUTS:
+      raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got "
+                       f"{self.layout!r}")
     if self.labels not in ("coarse", "fine"):
       raise ValueError(f"labels must be 'coarse' or 'fine', got {self.labels!r}")
     if self.holdout_objects and self.labels != "coarse":
@@ -256,6 +320,13 @@ def _make_configs() -> list[TuxpaintCompositesConfig]:
           labels=labels, holdout_objects=holdout,
           description=(f"{size}px, {num_train}/{num_test} images, {labels} "
                        f"labels{', held-out test objects' if holdout else ''}")))
+  for size in (224, 112, 64):
+    configs.append(TuxpaintCompositesConfig(
+        name=f"coarse_natural_{size}", image_size=size, num_train=4000,
+        num_test=1000, labels="coarse", layout="natural",
+        description=(f"{size}px, 4000/1000 images, coarse labels, 1-3 objects "
+                     "with ImageNet-like sizes, centre-biased, cut by the "
+                     "border")))
   return configs
 
 
@@ -572,29 +643,119 @@ def sample_placement(stamp: Stamp, size: int, rng: np.random.Generator
   share of the image within BOX_SHARE.
   """
   h, w = stamp.rgba.shape[:2]
-  max_scale = size / max(h, w)
   for _ in range(MAX_DRAWS):
     share = rng.uniform(*BOX_SHARE)
-    scale = min(np.sqrt(share * size * size / (h * w)), max_scale)
-    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-    rgba = stamp.rgba[:, ::-1] if stamp.mirrorable and rng.random() < 0.5 else (
-        stamp.rgba)
-    scaled = np.asarray(Image.fromarray(rgba).resize(
-        (sw, sh), STAMP_RESAMPLE))
+    scaled = _scaled_stamp(stamp, min(np.sqrt(share * size * size / (h * w)),
+                                      size / max(h, w)), rng)
+    sh, sw = scaled.shape[:2]
     mx, my = int(MAX_OUTSIDE * sw), int(MAX_OUTSIDE * sh)
     placement = Placement(rgba=scaled,
                           top=int(rng.integers(-my, size - sh + my + 1)),
                           left=int(rng.integers(-mx, size - sw + mx + 1)))
-    alpha = paste(placement, size)[..., 3]
-    box = _box(alpha)
-    if box is None or alpha.sum(dtype=np.int64) < (1 - MAX_OUTSIDE) * (
-        scaled[..., 3].sum(dtype=np.int64)):
-      continue
-    box_share = (box[2] - box[0] + 1) * (box[3] - box[1] + 1) / size**2
-    if BOX_SHARE[0] <= box_share <= BOX_SHARE[1]:
+    if _visible_alpha(placement, size, 1 - MAX_OUTSIDE, BOX_SHARE) is not None:
       return placement
   raise RuntimeError(f"Could not place stamp {stamp.name!r} ({w}x{h} px) on a "
                      f"{size}px image within {MAX_DRAWS} draws.")
+
+
+def _scaled_stamp(stamp: Stamp, scale: float, rng: np.random.Generator
+                  ) -> np.ndarray:
+  """The stamp resized by `scale`, mirrored with p=0.5 where allowed: uint8
+  [h, w, 4]."""
+  h, w = stamp.rgba.shape[:2]
+  sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+  rgba = stamp.rgba[:, ::-1] if stamp.mirrorable and rng.random() < 0.5 else (
+      stamp.rgba)
+  return np.asarray(Image.fromarray(rgba).resize((sw, sh), STAMP_RESAMPLE))
+
+
+def _visible_alpha(placement: Placement, size: int, min_inside: float,
+                   share_range: tuple[float, float]) -> np.ndarray | None:
+  """The pasted alpha uint8 [S, S] if at least `min_inside` of the object's
+  alpha falls inside the image and the box of its pasted `alpha >= 128` covers
+  a share of the image within `share_range`; else None."""
+  alpha = paste(placement, size)[..., 3]
+  box = _box(alpha)
+  if box is None or alpha.sum(dtype=np.int64) < min_inside * (
+      placement.rgba[..., 3].sum(dtype=np.int64)):
+    return None
+  box_share = (box[2] - box[0] + 1) * (box[3] - box[1] + 1) / size**2
+  return alpha if share_range[0] <= box_share <= share_range[1] else None
+
+
+def visible_scale(h: int, w: int, share: float, size: int) -> float:
+  """The scale of an h x w box whose part inside a size x size image covers
+  `share` of it when the box is centred: min(sh, S) * min(sw, S) = share * S**2
+  (a side longer than the image overhangs it, as in a close-up photo)."""
+  scale = np.sqrt(share * size * size / (h * w))
+  if max(h, w) * scale <= size:
+    return scale
+  return max(share * size / min(h, w), size / max(h, w))
+
+
+def natural_share_beta() -> tuple[float, float]:
+  """(a, b) of the Beta distribution whose image on NATURAL_SHARE (share =
+  lo + (hi - lo) * x) has the mean NATURAL_DRAWN_MEAN: (1.0, 1.18)."""
+  lo, hi = NATURAL_SHARE
+  m = (NATURAL_DRAWN_MEAN - lo) / (hi - lo)
+  return NATURAL_SHARE_BETA_A, NATURAL_SHARE_BETA_A * (1 - m) / m
+
+
+def sample_layout(stamps: Sequence[Stamp], size: int,
+                  rng: np.random.Generator) -> list[Placement]:
+  """Places the stamps (in order) on a size x size image, the natural layout.
+
+  Each object draws its box share from a Beta on NATURAL_SHARE
+  (`natural_share_beta`), is scaled so that its box, centred, would cover that
+  share of the image (`visible_scale`), draws a mirror (p=0.5 where allowed)
+  and its centre 0.5 + N(0, NATURAL_CENTRE_SD) * max(1 - side, NATURAL_MIN_ROOM)
+  per axis (image units; side: the object's extent along that axis), and is
+  redrawn until at least NATURAL_MIN_VISIBLE of its alpha is inside the image,
+  the box of its visible `alpha >= 128` covers a share within NATURAL_SHARE,
+  and its solid pixels share at most NATURAL_MAX_OVERLAP of the smaller
+  object's solid pixels with each object placed before it. An object that
+  finds no place within NATURAL_TRIES draws restarts the whole layout.
+  """
+  for _ in range(MAX_DRAWS):
+    placements = _try_layout(stamps, size, rng)
+    if placements is not None:
+      return placements
+  raise RuntimeError(
+      f"Could not place stamps {[s.name for s in stamps]} together on a "
+      f"{size}px image within {MAX_DRAWS} layouts.")
+
+
+def _try_layout(stamps: Sequence[Stamp], size: int, rng: np.random.Generator
+                ) -> list[Placement] | None:
+  """One attempt of `sample_layout`: None when an object finds no place
+  within NATURAL_TRIES draws next to those placed before it."""
+  a, b = natural_share_beta()
+  lo, hi = NATURAL_SHARE
+  placements, solids = [], []
+  for stamp in stamps:
+    h, w = stamp.rgba.shape[:2]
+    for _ in range(NATURAL_TRIES):
+      share = lo + (hi - lo) * rng.beta(a, b)
+      scaled = _scaled_stamp(stamp, visible_scale(h, w, share, size), rng)
+      sh, sw = scaled.shape[:2]
+      room = 1 - np.array([sh, sw]) / size
+      cy, cx = (0.5 + rng.normal(0, NATURAL_CENTRE_SD, 2) * np.maximum(
+          room, NATURAL_MIN_ROOM)) * size
+      placement = Placement(rgba=scaled, top=round(cy - sh / 2),
+                            left=round(cx - sw / 2))
+      alpha = _visible_alpha(placement, size, NATURAL_MIN_VISIBLE,
+                             NATURAL_SHARE)
+      if alpha is None:
+        continue
+      solid = alpha >= 128
+      if all((solid & other).sum() <= NATURAL_MAX_OVERLAP * min(
+          solid.sum(), other.sum()) for other in solids):
+        placements.append(placement)
+        solids.append(solid)
+        break
+    else:
+      return None
+  return placements
 
 
 def alpha_blend(foreground: np.ndarray, background: np.ndarray,
@@ -608,12 +769,34 @@ def alpha_blend(foreground: np.ndarray, background: np.ndarray,
   return out.astype(np.uint8)
 
 
-def composite(stamp: Stamp, background: Image.Image, size: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-  """One composite: image uint8 [S, S, 3], mask uint8 [S, S] (pasted alpha)."""
+def composite(stamps: Sequence[Stamp], background: Image.Image, size: int,
+              rng: np.random.Generator, layout: str = "uniform"
+              ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, int]]]:
+  """One composite of the stamps pasted in order over a background crop.
+
+  layout: "uniform" (one stamp, `sample_placement`) or "natural"
+  (`sample_layout`). Returns the image uint8 [S, S, 3], the mask uint8 [S, S]
+  (the pasted alphas combined like the colours: a + m * (255 - a) / 255,
+  rounded) and each object's box (r0, c0, r1, c1), inclusive, of its own
+  pasted `alpha >= 128`.
+  """
   crop = _background_crop(background, size, rng)
-  canvas = paste(sample_placement(stamp, size, rng), size)
-  return alpha_blend(canvas[..., :3], crop, canvas[..., 3]), canvas[..., 3]
+  placements = (sample_layout(stamps, size, rng) if layout == "natural" else
+                [sample_placement(stamp, size, rng) for stamp in stamps])
+  image, mask, boxes = crop, np.zeros((size, size), np.uint8), []
+  for placement in placements:
+    canvas = paste(placement, size)
+    alpha = canvas[..., 3]
+    image = alpha_blend(canvas[..., :3], image, alpha)
+    mask = (alpha.astype(np.int32) + (mask.astype(np.int32) * (255 - alpha)
+                                      + 127) // 255).astype(np.uint8)
+    boxes.append(_box(alpha))
+  return image, mask, boxes
+
+
+def num_objects(rng: np.random.Generator) -> int:
+  """The number of objects of a natural-layout image, NATURAL_OBJECTS."""
+  return 1 + int(rng.choice(len(NATURAL_OBJECTS), p=NATURAL_OBJECTS))
 
 
 def make_example(config: TuxpaintCompositesConfig, split: str, index: int,
@@ -627,17 +810,25 @@ def make_example(config: TuxpaintCompositesConfig, split: str, index: int,
   rng = example_rng(config.name, split, index)
   class_ids = sorted(objects)
   label = class_ids[int(rng.integers(len(class_ids)))]
-  stamp = objects[label][int(rng.integers(len(objects[label])))]
+  pool = objects[label]
+  if config.layout == "natural":
+    n = num_objects(rng)
+    stamps = [pool[int(i)] for i in rng.choice(len(pool), n,
+                                                 replace=len(pool) < n)]
+  else:
+    stamps = [pool[int(rng.integers(len(pool)))]]
   bg_name, background = backgrounds[int(rng.integers(len(backgrounds)))]
-  image, mask = composite(stamp, background, size, rng)
-  r0, c0, r1, c1 = _box(mask)
+  image, mask, boxes = composite(stamps, background, size, rng, config.layout)
+  bboxes = [tfds.features.BBox(ymin=r0 / size, xmin=c0 / size,
+                               ymax=(r1 + 1) / size, xmax=(c1 + 1) / size)
+            for r0, c0, r1, c1 in boxes]
+  paths = "+".join(f"{stamp.name}.png" for stamp in stamps)
   return {
       "image": image,
-      "image/filename": f"{split}/{index:06d}:{stamp.name}.png@{bg_name}",
+      "image/filename": f"{split}/{index:06d}:{paths}@{bg_name}",
       "label": label,
       "label_name": names[label],
-      "bbox": tfds.features.BBox(ymin=r0 / size, xmin=c0 / size,
-                                 ymax=(r1 + 1) / size, xmax=(c1 + 1) / size),
+      "bbox": bboxes if config.layout == "natural" else bboxes[0],
       "segmentation_mask": mask[..., None],
   }
 
@@ -686,7 +877,9 @@ class TuxpaintComposites(tfds.core.GeneratorBasedBuilder,
             "image/filename": tfds.features.Text(),
             "label": label,
             "label_name": tfds.features.Text(),
-            "bbox": tfds.features.BBoxFeature(),
+            "bbox": (tfds.features.Sequence(tfds.features.BBoxFeature())
+                     if config.layout == "natural" else
+                     tfds.features.BBoxFeature()),
             "segmentation_mask": tfds.features.Image(shape=(size, size, 1),
                                                      encoding_format="png"),
         }),
