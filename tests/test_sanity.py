@@ -54,13 +54,14 @@ def test_top_modules_follow_the_forward_pass():
   assert sanity.top_modules(clf) == TINY_ORDER
 
 
-@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("depth", [1, 2, 3, None])
 def test_randomise_changes_exactly_the_top_modules(depth):
   clf = _perturbed_classifier()
   key = jax.random.key(11)
   out = sanity.randomise(clf, key, depth)
   fresh = clf.module.init(key, jnp.zeros((1, 64, 64, 3)), train=False)
   top = set(TINY_ORDER[:depth])
+  assert len(top) == (depth or len(TINY_ORDER))
   for collection, tree in clf.variables.items():
     assert set(out.variables[collection]) == set(tree)
     for name, module in tree.items():
@@ -161,6 +162,7 @@ def test_model_independent_maps_fail_and_the_gradient_passes(trained):
   checks = sanity.randomisation_checks(methods, clf, images, seed=0,
                                        resamples=1_000)
   assert checks["levels"] == [list(TINY_ORDER[:d]) for d in sanity.DEPTHS]
+  assert checks["levels"][-1] == list(TINY_ORDER)  # the whole classifier
   assert checks["images"] == 16 and checks["threshold"] == sanity.THRESHOLD
   got = {name: [level["mean"] for level in c["rank_correlation"]]
          for name, c in checks["methods"].items()}
@@ -192,9 +194,10 @@ def test_a_failed_method_is_flagged_and_not_ranked():
                 "gcam": arrays([90, 80, 70])}
   common = {"index": np.arange(n), "target": np.zeros(n, int),
             "label": np.zeros(n, int)}
-  failing = sanity.summarise_correlations([np.full(4, 0.97)] * 3,
+  failing = sanity.summarise_correlations([np.full(4, 0.97)] * 3, (1, 2, 3),
                                           resamples=100)
-  passing = sanity.summarise_correlations([np.full(4, 0.2)] * 3, resamples=100)
+  passing = sanity.summarise_correlations([np.full(4, 0.2)] * 3, (1, 2, 3),
+                                          resamples=100)
   checks = {"images": 4, "levels": [["fc"], ["fc", "b"], ["fc", "b", "a"]],
             "threshold": sanity.THRESHOLD, "measure": sanity.MEASURE, "seed": 0,
             "methods": {"gcam": failing, "dre": passing, "vgrad": passing}}
@@ -221,6 +224,7 @@ def test_a_failed_method_is_flagged_and_not_ranked():
   assert "Sanity: model-parameter randomisation test" in md
   assert "| GCAM (collapsed) | 0.97 / 0.97 / 0.97 [0.97, 0.97] FAIL |" in md
   assert "0.20 / 0.20 / 0.20 [0.20, 0.20] pass" in md
+  assert "the top 1 down to fc, the top 2 down to b, the top 3 down to a" in md
   assert "Sanity" not in tables.render([{k: v for k, v in full.items()
                                          if k != "sanity"}])
 

@@ -216,8 +216,8 @@ def _sanity_table(results: Sequence[dict[str, Any]]) -> list[str]:
     return (" / ".join(_fmt(level["mean"]) for level in levels) + interval
             + f" {verdict}")
 
-  depths = "; ".join(f"{i + 1}: {', '.join(mods)}"
-                     for i, mods in enumerate(s["levels"]))
+  depths = ", ".join(f"the top {len(mods)} down to {mods[-1]}"
+                     for mods in s["levels"])
   return [_table("Sanity: model-parameter randomisation test (Adebayo et al. "
                  "2018)", results,
                  lambda e: ((e.get("sanity") or {}).get("rank_correlation")
@@ -227,7 +227,7 @@ def _sanity_table(results: Sequence[dict[str, Any]]) -> list[str]:
                           if "sanity" in r["methods"][m]]),
           "",
           f"{s['measure']}, mean over {s['images']} images, the classifier's "
-          f"top modules re-initialised in a cascade ({depths}); the deepest "
+          f"modules re-initialised in a cascade ({depths}); the deepest "
           f"level's percentile bootstrap "
           f"{ran[0]['bootstrap']['confidence']:.0%} interval in brackets. FAIL: mean "
           f"above {s['threshold']:g} at the deepest level: the maps do not "
