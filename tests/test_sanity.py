@@ -1,7 +1,7 @@
 """The model-parameter randomisation test (dre_jax.evaluation.sanity, Adebayo
 et al. 2018) on tiny_cnn at 32 px.
 
-* `randomise` re-initialises exactly the top modules (`top_modules`: the
+* `cascade` re-initialises exactly the top modules (`top_modules`: the
   forward order reversed), leaves every other variable bit-identical, is
   deterministic for a key and cascades (a module's new values do not depend
   on the depth).
@@ -55,10 +55,10 @@ def test_top_modules_follow_the_forward_pass():
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, None])
-def test_randomise_changes_exactly_the_top_modules(depth):
+def test_cascade_changes_exactly_the_top_modules(depth):
   clf = _perturbed_classifier()
   key = jax.random.key(11)
-  out = sanity.randomise(clf, key, depth)
+  out = sanity.cascade(clf, key, [depth])[0]
   fresh = clf.module.init(key, jnp.zeros((1, 64, 64, 3)), train=False)
   top = set(TINY_ORDER[:depth])
   assert len(top) == (depth or len(TINY_ORDER))
@@ -77,13 +77,13 @@ def test_randomise_changes_exactly_the_top_modules(depth):
         else:
           np.testing.assert_array_equal(new, old)  # bit-identical
   # Deterministic for a key; another key changes the weights; a cascade.
-  again = sanity.randomise(clf, key, depth)
+  again = sanity.cascade(clf, key, [depth])[0]
   for a, b in zip(jax.tree.leaves(out.variables), jax.tree.leaves(again.variables)):
     np.testing.assert_array_equal(a, b)
-  other = sanity.randomise(clf, jax.random.key(12), depth)
+  other = sanity.cascade(clf, jax.random.key(12), [depth])[0]
   assert not np.array_equal(other.variables["params"]["fc"]["kernel"],
                             out.variables["params"]["fc"]["kernel"])
-  first = sanity.randomise(clf, key, 1)
+  first = sanity.cascade(clf, key, [1])[0]
   np.testing.assert_array_equal(first.variables["params"]["fc"]["kernel"],
                                 out.variables["params"]["fc"]["kernel"])
   assert out.spec is clf.spec and out.mean == clf.mean and out.std == clf.std

@@ -12,7 +12,7 @@ tables.md and left out of the normalisation pools and the ranks
 A method also fails when its maps do not depend on the classifier: the
 model-parameter randomisation test of Adebayo et al. (NeurIPS 2018, Sec. 3.1;
 `randomisation_checks`) re-initialises the classifier's top modules in a
-cascade (`DEPTHS`, `top_modules`, `randomise`), explains the same images
+cascade (`DEPTHS`, `top_modules`, `cascade`), explains the same images
 under each randomised classifier and scores the Spearman rank correlation of
 |map| with the trained classifier's maps (`rank_correlation`). A mean
 correlation above `THRESHOLD` at the deepest level is a failure (`failure`),
@@ -82,8 +82,8 @@ def collapse(arrays: dict[str, Any], output: str) -> str | None:
 # Adebayo et al. report the model-independent baselines (an edge detector,
 # Guided BackProp) staying near 1 under cascading randomisation and the
 # gradient falling far below; a map that keeps more than 0.9 of its ranking
-# after the classifier's top has been replaced by random weights describes
-# the image, not the classifier. 0.9 flags only such methods; the reported
+# after every weight of the classifier has been replaced by a random one
+# describes the image, not the classifier. 0.9 flags only such methods; the reported
 # correlations allow a stricter reading.
 THRESHOLD = 0.9
 # The cascade: re-initialise the top 1, 2, 3 modules (`top_modules`), i.e.
@@ -131,30 +131,34 @@ def top_modules(classifier: Classifier) -> tuple[str, ...]:
   return order
 
 
-def randomise(classifier: Classifier, key: jax.Array, depth: int | None
-              ) -> Classifier:
+def cascade(classifier: Classifier, key: jax.Array,
+            depths: Sequence[int | None]) -> list[Classifier]:
   """The classifier with its top `depth` modules (`top_modules`; None: all)
-  re-initialised.
+  re-initialised, one per depth.
 
   Every collection of those modules (params and batch statistics) takes the
-  values of `classifier.module.init(key, ...)`: the architecture's own
+  values of `classifier.module.init(key, ...)` (one initialisation for all
+  depths, at the architecture's input size): the architecture's own
   initialisers, as Adebayo et al. re-initialise. Every other variable is the
-  trained one, unchanged. The same key gives the same classifier, and a
-  module's new values do not depend on `depth` (Flax derives each module's
-  key from its path), so the levels cascade.
+  trained one, unchanged. The same key gives the same classifiers, and a
+  module's new values are the same at every depth, so the levels cascade.
   """
-  names = top_modules(classifier)[:depth]
+  order = top_modules(classifier)
   size = classifier.spec.input_size
-  fresh = classifier.module.init(key, jnp.zeros((1, size, size, 3)), train=False)
-  variables = {collection: {name: (fresh[collection][name] if name in names
-                                   else value)
-                            for name, value in tree.items()}
-               for collection, tree in classifier.variables.items()}
-  old = jax.tree.map(jnp.shape, classifier.variables)
-  if jax.tree.map(jnp.shape, variables) != old:
+  fresh = classifier.module.init(key, jnp.zeros((1, size, size, 3)),
+                                 train=False)
+  if jax.tree.map(jnp.shape, fresh) != jax.tree.map(jnp.shape,
+                                                    classifier.variables):
     raise ValueError(f"{classifier.spec.name} initialised at {size} px has "
                      "other variable shapes than the classifier's")
-  return classifier.replace(variables=variables)
+  out = []
+  for depth in depths:
+    names = order[:depth]
+    out.append(classifier.replace(variables={
+        collection: {name: fresh[collection][name] if name in names else value
+                     for name, value in tree.items()}
+        for collection, tree in classifier.variables.items()}))
+  return out
 
 
 def rank_correlation(trained, randomised) -> np.ndarray:
@@ -244,12 +248,12 @@ def randomisation_checks(methods: Sequence[Any], classifier: Classifier, images,
   methods: objects with `name` and `explain(classifier, images, target,
   key)` (`protocol.EvalMethod`). Each explains the trained classifier's
   prediction t on the images under the trained classifier and under
-  `randomise(classifier, k, depth)` for each depth (one key k for all
-  depths: a cascade), with the same explain key for every classifier (a
-  random method draws the same noise). DRE's and MGnet's maps come from a
-  generator reading the classifier's features (taps): under the randomised
-  classifier the same trained generator reads the randomised classifier's
-  features. The key k and the explain keys derive from `seed`.
+  `cascade(classifier, k, depths)` (one key k for all depths), with the
+  same explain key for every classifier (a random method draws the same
+  noise). DRE's and MGnet's maps come from a generator reading the
+  classifier's features (taps): under a randomised classifier the same
+  trained generator reads the randomised classifier's features. The key k
+  and the explain keys derive from `seed`.
   place: puts a pytree on the devices (e.g. replicated over a mesh);
   host: brings an array back (`parallel.to_host`).
 
@@ -260,8 +264,7 @@ def randomisation_checks(methods: Sequence[Any], classifier: Classifier, images,
   images = jnp.asarray(images, jnp.float32)
   order = top_modules(classifier)
   depths = [len(order) if d is None else min(d, len(order)) for d in depths]
-  classifiers = [classifier] + [randomise(classifier, randomise_key, d)
-                                for d in depths]
+  classifiers = [classifier] + cascade(classifier, randomise_key, depths)
   placed = [place(c) for c in classifiers]
   x = place(images)
   target = jax.jit(lambda c, v: jnp.argmax(c.logits(v), axis=-1))(placed[0], x)
