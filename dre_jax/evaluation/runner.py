@@ -224,7 +224,8 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
 
 def run_plan(p: Plan, *, max_shards: int | None = None, progress: bool = True,
              log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Runs the protocol of a `plan` (resumable) and publishes its report."""
+  """Runs the protocol of a `plan` (resumable), the randomisation test of
+  `sanity` when config.eval.sanity_images > 0, and publishes its report."""
   config, loaded, methods, sample = p.config, p.loaded, p.methods, p.sample
   protocol, image_size, labels_match, mesh = (p.protocol, p.image_size,
                                               p.labels_match, p.mesh)
