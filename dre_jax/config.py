@@ -194,6 +194,9 @@ def eval_defaults() -> ConfigDict:
     config.eval.mgnet_workdir     a workdir trained with config.dre.objective
                                   = "mgnet" (same classifier): for mgnet and
                                   dre+mgnet
+    config.eval.sanity_images     the model-parameter randomisation test
+                                  (`dre_jax.evaluation.sanity`) on the first
+                                  this many images of the sample; 0 = off
 
   The checks against the explainer registry are `dre_jax.evaluation.config`'s.
   """
@@ -215,6 +218,7 @@ def eval_defaults() -> ConfigDict:
   c.figure_images = 6
   c.settings = ()
   c.mgnet_workdir = ""
+  c.sanity_images = 0
   return c
 
 

@@ -43,6 +43,9 @@ def validate(c) -> None:
   if c.tie_break_sigma < 0 or c.tie_break_weight < 0:
     raise ValueError("config.eval.tie_break_sigma and tie_break_weight must be "
                      ">= 0 (sigma 0 switches the tie-breaker off)")
+  if c.sanity_images < 0:
+    raise ValueError(f"config.eval.sanity_images must be >= 0 (0: no "
+                     f"randomisation test), got {c.sanity_images}")
   if c.bootstrap_resamples < 1:
     raise ValueError(f"config.eval.bootstrap_resamples must be >= 1, got "
                      f"{c.bootstrap_resamples}")

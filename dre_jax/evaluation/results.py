@@ -16,7 +16,9 @@ and DRE+ with what it is built from, DRE, DRE+ (self-based), DRE+
 `faithfulness_normalised` is that of the first pool it is in; every pool's
 value and rank are under `pools`. A method in no pool, or collapsed
 (`sanity.collapse`, flagged as `collapsed`), has no normalised M_F and no
-rank.
+rank; nor has a method that failed the randomisation test
+(`sanity.randomisation_checks`, when run: the reason is its `collapsed` flag,
+its correlations are under `sanity`).
 
 Against DRE (`statistics.compare`): for each other method and each metric of
 `COMPARED`, the mean per-image difference DRE minus the method, its seeded
@@ -57,15 +59,19 @@ def _rank(means: dict[str, float | None]) -> dict[str, int | None]:
 def summarise(per_method: dict[str, dict[str, Any]], common: dict[str, np.ndarray],
               *, labels_match: bool, settings: dict[str, dict[str, Any]] | None = None,
               pools: Mapping[str, Sequence[str]] | None = None,
-              resamples: int = statistics.DEFAULT_RESAMPLES, seed: int = 0
+              resamples: int = statistics.DEFAULT_RESAMPLES, seed: int = 0,
+              sanity_checks: dict[str, Any] | None = None
               ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   """(results["methods"] and friends, per-image arrays for `per_image.npz`).
 
   pools: {name: methods} normalised together (`config.eval.pools`); None or
   empty: one pool of every evaluated method. resamples, seed: the bootstrap's.
+  sanity_checks: `sanity.randomisation_checks`' result, or None (not run).
   """
   pools = dict(pools) if pools else {ALL: list(per_method)}
-  collapsed = {name: sanity.collapse(a, sanity.output_kind(name))
+  checks = (sanity_checks or {}).get("methods", {})
+  collapsed = {name: (sanity.collapse(a, sanity.output_kind(name))
+                      or sanity.failure(checks.get(name)))
                for name, a in per_method.items()}
   num = len(common["index"])
   normalised_keys = [f"{m.name}_normalised" for m in scoring.METRICS if m.normalised]
@@ -104,6 +110,8 @@ def summarise(per_method: dict[str, dict[str, Any]], common: dict[str, np.ndarra
     out[name]["pools"] = {}
     out[name]["seconds_per_image"] = a["seconds"] / max(a["rows_processed"], 1)
     out[name]["settings"] = (settings or {}).get(name, {})
+    if name in checks:
+      out[name]["sanity"] = checks[name]
   for pool, members in by_pool.items():
     for key in normalised_keys:
       means = {m: scoring.mean(v[key]) for m, v in members.items()}
@@ -144,4 +152,6 @@ def summarise(per_method: dict[str, dict[str, Any]], common: dict[str, np.ndarra
                               if labels_match else None),
       "skewness_formula": SKEWNESS_FORMULA,
   }
+  if sanity_checks:
+    summary["sanity"] = {k: v for k, v in sanity_checks.items() if k != "methods"}
   return summary, per_image

@@ -30,6 +30,7 @@ from dre_jax.evaluation import data as eval_data
 from dre_jax.evaluation import protocol as protocol_lib
 from dre_jax.evaluation import report
 from dre_jax.evaluation import results as results_lib
+from dre_jax.evaluation import sanity
 from dre_jax.io import workdir as workdir_lib
 from dre_jax.io import classifier_dir
 
@@ -223,7 +224,8 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
 
 def run_plan(p: Plan, *, max_shards: int | None = None, progress: bool = True,
              log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Runs the protocol of a `plan` (resumable) and publishes its report."""
+  """Runs the protocol of a `plan` (resumable), the randomisation test of
+  `sanity` when config.eval.sanity_images > 0, and publishes its report."""
   config, loaded, methods, sample = p.config, p.loaded, p.methods, p.sample
   protocol, image_size, labels_match, mesh = (p.protocol, p.image_size,
                                               p.labels_match, p.mesh)
@@ -239,10 +241,19 @@ def run_plan(p: Plan, *, max_shards: int | None = None, progress: bool = True,
                           max_shards=max_shards, mesh=mesh, progress=progress)
   per_method, common = cache_lib.collect(dirs, [m.name for m in methods],
                                          sample, protocol, max_shards)
+  checks = None
+  if e.sanity_images:  # the first images of the sample
+    first = protocol_lib.Sample(sample.positions[:e.sanity_images],
+                                sample.description)
+    checks = sanity.randomisation_checks(
+        methods, loaded.classifier, next(iter(source(first, len(first))))["image"],
+        seed=e.seed, resamples=e.bootstrap_resamples,
+        place=lambda tree: parallel.replicate(mesh, tree), host=parallel.to_host)
   summary, per_image = results_lib.summarise(
       per_method, common, labels_match=labels_match,
       settings={m.name: m.settings for m in methods},
-      pools=eval_config.pools(e), resamples=e.bootstrap_resamples, seed=e.seed)
+      pools=eval_config.pools(e), resamples=e.bootstrap_resamples, seed=e.seed,
+      sanity_checks=checks)
   partial = max_shards is not None and max_shards < sample.num_shards(
       protocol.shard_size)
   results = {

@@ -196,6 +196,45 @@ def _versus_tables(results: Sequence[dict[str, Any]]) -> list[str]:
   return parts
 
 
+def _sanity_table(results: Sequence[dict[str, Any]]) -> list[str]:
+  """The randomisation test (`sanity.randomisation_checks`) where it was run:
+  per method the mean rank correlation at each depth, the deepest one's
+  bootstrap interval, pass or FAIL."""
+  ran = [r for r in results if "sanity" in r]
+  if not ran:
+    return []
+  s = ran[0]["sanity"]
+
+  def cell(e):
+    levels = (e.get("sanity") or {}).get("rank_correlation") or []
+    if not levels:
+      return "-"
+    last = levels[-1]
+    verdict = {True: "pass", False: "FAIL", None: "-"}[e["sanity"]["passed"]]
+    interval = ("" if last["mean"] is None else
+                f" [{last['low']:.2f}, {last['high']:.2f}]")
+    return (" / ".join(_fmt(level["mean"]) for level in levels) + interval
+            + f" {verdict}")
+
+  depths = ", ".join(f"the top {len(mods)} down to {mods[-1]}"
+                     for mods in s["levels"])
+  return [_table("Sanity: model-parameter randomisation test (Adebayo et al. "
+                 "2018)", results,
+                 lambda e: ((e.get("sanity") or {}).get("rank_correlation")
+                            or [{}])[-1].get("mean"),
+                 render=cell, mean=False,
+                 methods=[m for r in ran for m in r["methods"]
+                          if "sanity" in r["methods"][m]]),
+          "",
+          f"{s['measure']}, mean over {s['images']} images, the classifier's "
+          f"modules re-initialised in a cascade ({depths}); the deepest "
+          f"level's percentile bootstrap "
+          f"{ran[0]['bootstrap']['confidence']:.0%} interval in brackets. FAIL: mean "
+          f"above {s['threshold']:g} at the deepest level: the maps do not "
+          f"depend on the classifier; the method is marked collapsed and not "
+          f"ranked.", ""]
+
+
 def render(results: Sequence[dict[str, Any]]) -> str:
   """The markdown of Tables 2-5 (and skewness, tie-breaker) for these results."""
   first = results[0]
@@ -237,6 +276,7 @@ def render(results: Sequence[dict[str, Any]]) -> str:
       *[part for m in scoring.METRICS if m.table
         for part in (_metric_table(m.table, results), "")],
       *_versus_tables(results),
+      *_sanity_table(results),
   ]
   return "\n".join(parts)
 
