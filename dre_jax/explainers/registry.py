@@ -29,6 +29,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dre_jax import validation
 from dre_jax.classifier import Classifier
@@ -273,21 +274,65 @@ def get(name: str, workdir: str | None = None, **bound):
         f"workdir=DIR) with what train.py wrote to DIR, or get({name!r}, "
         f"{', '.join(f'{b}=...' for b in m.bound)})")
 
+  arrays = {k: v for k, v in bound.items() if _is_arrays(v)}
+  static = {k: v for k, v in bound.items() if k not in arrays}
+
   def explainer(classifier: Classifier, images: jnp.ndarray, target, key=None,
                 **settings) -> jnp.ndarray:
     settings = check_settings(name, settings)
     images = validation.check_images(images).astype(jnp.float32)
-    if target is None:
-      target = jnp.argmax(classifier.logits(images), axis=-1).astype(jnp.int32)
-    else:
+    if target is not None:
       target = validation.check_target(target, images.shape[0],
                                        classifier.num_classes)
-    saliency = m.explain(classifier, images, target, key, **bound, **settings)
-    return saliency.astype(jnp.float32)
+    frozen = _hashable(static), _hashable(settings)
+    if None in frozen:  # a setting that cannot be a static argument: not compiled
+      return _explain(m.explain, classifier, images, target, key, arrays,
+                      tuple(static.items()), tuple(settings.items()))
+    return _compiled(name)(classifier, images, target, key, arrays, *frozen)
 
   explainer.__name__ = explainer.__qualname__ = f"explain_{name}"
   explainer.__doc__ = m.explain.__doc__
   return explainer
+
+
+def _explain(explain, classifier, images, target, key, arrays, static, settings):
+  """The method's maps, after the checks of `get`'s function (target None: the
+  classifier's prediction)."""
+  if target is None:
+    target = jnp.argmax(classifier.logits(images), axis=-1).astype(jnp.int32)
+  saliency = explain(classifier, images, target, key, **arrays, **dict(static),
+                     **dict(settings))
+  return saliency.astype(jnp.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(name: str):
+  """`_explain` of the method `name`, jitted with its settings and its bound
+  non-array arguments (an estimator) static: one compiled program per method,
+  shapes and settings, shared by every `get` function (called outside jit,
+  an explainer would otherwise run op by op: ~50 s instead of ~7 s for
+  SmoothGrad on EfficientNet-Lite0 at 224 px on a 2-core CPU)."""
+  return jax.jit(functools.partial(_explain, method(name).explain),
+                 static_argnums=(5, 6))
+
+
+def _is_arrays(value) -> bool:
+  """True for a pytree whose leaves are all arrays (a jit argument)."""
+  leaves = jax.tree.leaves(value)
+  return bool(leaves) and all(isinstance(l, (jax.Array, np.ndarray))
+                              for l in leaves)
+
+
+def _hashable(items: dict[str, Any]):
+  """`items` as a sorted tuple usable as a static jit argument (lists become
+  tuples), or None when a value cannot be hashed."""
+  freeze = lambda v: tuple(map(freeze, v)) if isinstance(v, list) else v  # noqa: E731
+  frozen = tuple(sorted((k, freeze(v)) for k, v in items.items()))
+  try:
+    hash(frozen)
+  except TypeError:
+    return None
+  return frozen
 
 
 def load(name: str, workdir: str):
