@@ -324,7 +324,8 @@ def example_digest(root: str, cfg=None, n: int = 8) -> str:
 
 @pytest.mark.slow  # Python subprocesses
 def test_examples_do_not_depend_on_python_hash_seed(tree):
-  script = ("import importlib.util, sys\n"
+  script = ("import importlib.util, os, sys\n"
+            "sys.path.insert(0, os.path.dirname(sys.argv[1]))  # tests/util.py\n"
             "spec = importlib.util.spec_from_file_location('t', sys.argv[1])\n"
             "t = importlib.util.module_from_spec(spec)\n"
             "spec.loader.exec_module(t)\n"
