@@ -160,4 +160,4 @@ def test_xpert_map_is_smoothed_as_torchray_benchmark():
   np.testing.assert_allclose(smoothed, mask_optimisation.torchray_smooth(raw, 0.09),
                              rtol=1e-5, atol=1e-6)
   assert float(jnp.abs(smoothed - raw).max()) > 1e-3
-  assert explainers.method("xpert").revision == 3
+  assert explainers.method("xpert").revision >= 3  # cached maps from before the smoothing are not reused

@@ -321,11 +321,27 @@ def test_xpert_smoothing_is_torchrays_at_224_and_scales_with_the_side():
     mask_optimisation.xpert_smoothing((64, 64), sigma=0.0)
 
 
+def _smooth_max_gather(size, step, sigma):
+  """Fong et al. Sec. 3.3 per output pixel: the indices of its (2r + 1)^2
+  neighbour parameters in the grid padded by r (rows [H, K], cols [W, K]) and
+  their kernel weights [H, K, W, K]."""
+  r = 1 + int(np.ceil(sigma / step))
+  offsets = np.arange(-r, r + 1)
+
+  def axis(n):
+    idx = (np.arange(n) // step)[:, None] + offsets[None, :]
+    return idx + r, (np.arange(n)[:, None] - step * idx).astype(np.float64)
+
+  (rows, dy), (cols, dx) = axis(size[0]), axis(size[1])
+  d = np.sqrt(dy[:, :, None, None] ** 2 + dx[None, None, :, :] ** 2) / sigma
+  return rows, cols, np.exp(-2.0 * np.maximum(d - 0.5, 0.0) ** 2), r
+
+
 def test_xpert_smooth_masks_are_the_smooth_max():
-  """Fong et al. Eq. 7 by gathering each pixel's neighbours (the slices of
+  """Fong et al. Eq. 7 by gathering each pixel's neighbours (the blocks of
   `smooth_masks` must pick the same ones); T -> inf gives the plain max."""
   params = jax.random.uniform(jax.random.key(0), (2, 7, 5))
-  _, rows, cols, weights, r = mask_optimisation.smooth_max_weights((48, 32), 7, 21.0)
+  rows, cols, weights, r = _smooth_max_gather((48, 32), 7, 21.0)
   padded = np.pad(np.asarray(params), ((0, 0), (r, r), (r, r)))
   v = padded[:, rows[:, :, None, None], cols[None, None, :, :]] * weights
   for coldness in (20.0, 1e4):

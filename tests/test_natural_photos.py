@@ -233,3 +233,36 @@ def test_setup_photos_without_root_unpacks_every_debian_photo(script, tmp_path,
     assert path.startswith(str(checkout)) and os.path.isfile(path), source
   again = setup()
   assert again.returncode == 0 and not again.stdout, again.stdout
+
+
+def test_two_trainings_are_compared_on_the_same_photos(tmp_path):
+  """scripts/compare_trainings.py: first minus second per photo, with the
+  paired interval; results of other photos are refused; evaluate.py's
+  per_image.npz is read too."""
+  compare = util.load_module(os.path.join(REPO, "scripts",
+                                          "compare_trainings.py"))
+  rng = np.random.RandomState(0)
+  base = rng.uniform(40, 90, 24)
+
+  def result(shift):
+    scores = {"dre": {"explainability": list(base + shift),
+                      "faithfulness": list(base / 3)}}
+    return {"workdir": f"runs/{shift}", "sizes": {"224": {
+        "names": [f"p{i}" for i in range(24)],
+        "photos": {"targets": list(range(24)), "scores": scores}}}}
+
+  lines = compare.rows(result(5.0), result(0.0), resamples=2000, seed=0)
+  me = next(l for l in lines if "| M_E |" in l)
+  assert "+5.00 [+5.00, +5.00] 24/0/0: first higher" in me
+  mf = next(l for l in lines if "| M_F raw |" in l)
+  assert "+0.00" in mf and "0/24/0: level" in mf
+  other = result(0.0)
+  other["sizes"]["224"]["photos"]["targets"][0] = 99
+  with pytest.raises(ValueError, match="not of the same images"):
+    compare.rows(result(5.0), other, resamples=10, seed=0)
+  for name, shift in (("a", 2.0), ("b", 0.0)):
+    np.savez(tmp_path / f"{name}.npz", index=np.arange(24),
+             **{"dre/explainability": base + shift, "dre/faithfulness": base})
+  lines = compare.rows(compare.read(str(tmp_path / "a.npz")),
+                       compare.read(str(tmp_path / "b.npz")), resamples=100, seed=0)
+  assert "| eval | 24 composites | M_E | +2.00 [+2.00, +2.00] 24/0/0" in lines[0]
