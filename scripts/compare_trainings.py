@@ -86,7 +86,10 @@ def main(argv=None):
                "per_image.npz of evaluate.py")
   try:
     lines = rows(*results, resamples=args.resamples, seed=args.seed)
-  except (KeyError, ValueError) as e:
+  except KeyError as e:
+    sys.exit(f"compare_trainings.py: the results lack {e}; pass two results.json "
+             "of scripts/natural_photos.py or two per_image.npz of evaluate.py")
+  except ValueError as e:
     sys.exit(f"compare_trainings.py: {e}")
   print(f"| size | images | metric | DRE of {results[0]['workdir']} minus DRE of "
         f"{results[1]['workdir']} [95% interval] wins/ties/losses |")
