@@ -164,7 +164,8 @@ _REGISTRY: dict[str, Method] = {}
 def register(name: str, *, passes: Callable[..., float], reference: str,
              load: Callable[[str], dict[str, Any]] | None = None,
              revision: int = 1, display: str = "", table2: Table2 | None = None,
-             paper: PaperMeans | None = None, output: str = "attribution", needs: tuple[str, ...] = (),
+             paper: PaperMeans | None = None, output: str = "attribution",
+             needs: tuple[str, ...] = (),
              quick: Callable[[int, int], dict[str, Any]] | None = None):
   """Decorator: `@register("vgrad", passes=..., reference=...)` on an explain function.
 
@@ -178,7 +179,8 @@ def register(name: str, *, passes: Callable[..., float], reference: str,
       raise ValueError(f"explainer {name!r} is registered twice")
     m = Method(name=name, explain=explain, passes=passes, reference=reference,
                load=load, revision=revision, display=display or name,
-               table2=table2, paper=paper, output=output, needs=tuple(needs), quick=quick)
+               table2=table2, paper=paper, output=output, needs=tuple(needs),
+               quick=quick)
     if output not in OUTPUTS:
       raise ValueError(f"explainer {name!r}: output must be one of {OUTPUTS}, "
                        f"got {output!r}")
