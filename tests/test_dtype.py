@@ -26,7 +26,9 @@ from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.evaluation import cache
 from dre_jax.evaluation import protocol
+from dre_jax.evaluation import report
 from dre_jax.evaluation import scoring
+from dre_jax.evaluation import workdir_config
 import eval_util
 import util
 
@@ -139,3 +141,26 @@ def test_command_rejects_an_unknown_dtype_in_one_line(workdir, tmp_path):
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and "--dtype=float16" in lines[0], lines
   assert "float32, bfloat16" in lines[0], lines
+
+
+@pytest.mark.slow  # a fitted classifier and two evaluations (TFDS)
+def test_evaluation_in_bfloat16_scores_like_float32(tmp_path):
+  from dre_jax.evaluation import runner  # pylint: disable=import-outside-toplevel
+  path, config_path = eval_util.make_workdir(str(tmp_path))
+  results = {}
+  for dtype in ("float32", "bfloat16"):
+    config = workdir_config.for_workdir(path, util.load_config_file(config_path),
+                                        methods=",".join(METHODS), num_images=8,
+                                        dtype=dtype)
+    plan = runner.plan(path, config, log=lambda _: None)
+    assert plan.loaded.classifier.dtype == jnp.dtype(dtype)
+    assert plan.loaded.generator.estimator.generator.dtype == jnp.dtype(dtype)
+    results[dtype] = runner.run_plan(plan, progress=False, log=lambda _: None)
+    assert results[dtype]["dtype"] == dtype
+  # Each dtype has its own cache directories: nothing of float32 was reused.
+  caches = os.listdir(os.path.join(path, report.CACHE))
+  assert len([c for c in caches if c.startswith("dre-")]) == 2, caches
+  for name in METHODS:
+    full, half = (results[d]["methods"][name] for d in ("float32", "bfloat16"))
+    for metric in ("faithfulness", "explainability"):
+      assert abs(full[metric] - half[metric]) < METRIC_TOLERANCE, (name, metric)

@@ -112,7 +112,6 @@ def main(argv):
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
 
   from dre_jax import app  # pylint: disable=import-outside-toplevel
-  from dre_jax import config  # pylint: disable=import-outside-toplevel
   from dre_jax import explainers  # pylint: disable=import-outside-toplevel
   from dre_jax.app import page  # pylint: disable=import-outside-toplevel
 
@@ -129,10 +128,7 @@ def main(argv):
     raise cli.UserError(f"--crop={_CROP.value} must be in (0, 1]: the share "
                         "of the shorter side the centre crop keeps")
   background = _background(_BACKGROUND.value)
-  try:
-    config.compute_dtype(_DTYPE.value)
-  except ValueError as e:
-    raise cli.UserError(f"--dtype={_DTYPE.value}: {e}") from None
+  cli.check_dtype(_DTYPE.value)
   try:
     settings = explainers.parse_settings(_SET.value)
   except ValueError as e:
