@@ -22,6 +22,7 @@ import scipy.stats
 from dre_jax import app
 from dre_jax import config as config_lib
 from dre_jax import explainers
+from dre_jax import models
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.evaluation import cache
@@ -130,6 +131,26 @@ def test_loading_takes_the_dtype(workdir):
   assert runner.load_workdir(workdir).classifier.dtype == jnp.float32
   with pytest.raises(ValueError, match="not one of float32, bfloat16"):
     app.load_model(workdir, dtype="float16")
+
+
+@pytest.mark.slow  # torch state_dicts, a full-size ResNet50's among them
+def test_every_source_takes_the_dtype(tmp_path, released_dre):
+  torch = pytest.importorskip("torch")
+  torchvision = pytest.importorskip("torchvision")
+  from dre_jax.io import torch_weights  # pylint: disable=import-outside-toplevel
+  spec = models.get("tiny_cnn")
+  tiny = {spec.torch_key(path): torch.ones(torch_weights._torch_shape(path, s.shape))
+          for path, s in torch_weights.variable_shapes(spec, 4).items()}
+  torch.save(tiny, tmp_path / "tiny.pth")
+  pretrained = app.load_model(arch="tiny_cnn", torch_weights=tmp_path / "tiny.pth",
+                              dtype="bfloat16")
+  assert pretrained.classifier.dtype == jnp.bfloat16
+  torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "resnet50.pth")
+  released = app.load_model(released_dre=released_dre[0],
+                            torch_weights=tmp_path / "resnet50.pth",
+                            dtype="bfloat16")
+  assert released.classifier.dtype == jnp.bfloat16
+  assert released.dre.generator.dtype == jnp.bfloat16
 
 
 @pytest.mark.slow  # explain.py in a subprocess

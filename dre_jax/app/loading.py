@@ -215,7 +215,7 @@ def _load_pretrained(arch: str, torch_weights, dtype) -> tuple[Classifier, str]:
           f"{arch} on {os.fspath(torch_weights)}")
 
 
-def _load_released(released_dre, torch_weights):
+def _load_released(released_dre, torch_weights, dtype):
   """(dre, classifier, generator variables) of the released ResNet50 DRE."""
   from dre_jax import io  # pylint: disable=import-outside-toplevel
   from dre_jax.io import pth, released_dre as released  # pylint: disable=import-outside-toplevel
