@@ -153,11 +153,13 @@ def test_every_source_takes_the_dtype(tmp_path, released_dre):
   assert released.dre.generator.dtype == jnp.bfloat16
 
 
-@pytest.mark.slow  # explain.py in a subprocess
-def test_command_rejects_an_unknown_dtype_in_one_line(workdir, tmp_path):
+@pytest.mark.slow  # the CLIs in subprocesses
+@pytest.mark.parametrize("script", ["explain.py", "evaluate.py"])
+def test_commands_reject_an_unknown_dtype_in_one_line(workdir, tmp_path, script):
+  photos = ["a.jpg"] if script == "explain.py" else []
   result = util.run_cli(util.cli_command(
-      "explain.py", f"--workdir={workdir}", "--dtype=float16",
-      f"--out={tmp_path}/out", "a.jpg"), check=False)
+      script, f"--workdir={workdir}", "--dtype=float16", *photos), check=False,
+      cwd=str(tmp_path))
   assert result.returncode == 2, result.stderr
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and "--dtype=float16" in lines[0], lines
