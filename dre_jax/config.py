@@ -231,9 +231,9 @@ PAPER_SAMPLE = {"imagenet2012": 10_000, "caltech_birds2011": 2_000}
 
 def compute_dtype(name: str) -> jnp.dtype:
   """The compute dtype called `name`, one of DTYPES (`config.model.dtype`,
-  dre-explain's --dtype): what the classifier and the generator compute in;
-  their parameters stay float32 and logits and maps come back float32.
-  Another name is a ValueError naming the choices."""
+  the --dtype of dre-evaluate and dre-explain): what the classifier and the
+  generators compute in; their parameters stay float32 and logits and maps
+  come back float32. Another name is a ValueError naming the choices."""
   if name not in DTYPES:
     raise ValueError(f"compute dtype {name!r} is not one of "
                      f"{', '.join(DTYPES)} (bfloat16 for GPUs and TPUs)")
