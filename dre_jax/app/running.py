@@ -151,6 +151,7 @@ def explain_batches(images_or_paths, workdir: str | os.PathLike | None = None, *
                     arch: str | None = None,
                     classifier_dir: str | os.PathLike | None = None,
                     image_size: int | None = None,
+                    dtype: str = "float32",
                     crop_fraction: float = images_lib.EVAL_CROP_FRACTION,
                     background: Sequence[float] = images_lib.WHITE,
                     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -172,7 +173,8 @@ def explain_batches(images_or_paths, workdir: str | os.PathLike | None = None, *
   if model is None:
     model = load_model(workdir, released_dre=released_dre,
                        torch_weights=torch_weights, arch=arch,
-                       classifier_dir=classifier_dir, image_size=image_size)
+                       classifier_dir=classifier_dir, image_size=image_size,
+                       dtype=dtype)
   methods = tuple(dict.fromkeys(default_methods(model) if methods is None
                                 else methods))
   if not methods:
@@ -268,6 +270,7 @@ def explain_images(images_or_paths, workdir: str | os.PathLike | None = None, *,
                    arch: str | None = None,
                    classifier_dir: str | os.PathLike | None = None,
                    image_size: int | None = None,
+                   dtype: str = "float32",
                    crop_fraction: float = images_lib.EVAL_CROP_FRACTION,
                    background: Sequence[float] = images_lib.WHITE,
                    batch_size: int = DEFAULT_BATCH_SIZE,
@@ -295,6 +298,9 @@ def explain_images(images_or_paths, workdir: str | os.PathLike | None = None, *,
     image_size: the side S images are cropped to (default: the classifier's
       training size); crop_fraction: the centre crop's share of the shorter
       side (0.875 as torchvision's ImageNet evaluation; 1 keeps it whole).
+    dtype: what the classifier and the generator compute in, "float32" or
+      "bfloat16" (for GPUs and TPUs; `load_model`); maps and probabilities
+      come back float32.
     background: RGB in [0, 1] under transparent pixels (default white).
     batch_size: images per forward pass; key: for random methods (default
       `jax.random.key(0)`, folded with the batch index); settings:
@@ -307,7 +313,8 @@ def explain_images(images_or_paths, workdir: str | os.PathLike | None = None, *,
   if model is None:
     model = load_model(workdir, released_dre=released_dre,
                        torch_weights=torch_weights, arch=arch,
-                       classifier_dir=classifier_dir, image_size=image_size)
+                       classifier_dir=classifier_dir, image_size=image_size,
+                       dtype=dtype)
   methods = tuple(dict.fromkeys(default_methods(model) if methods is None
                                 else methods))
   parts = list(explain_batches(

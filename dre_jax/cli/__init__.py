@@ -99,6 +99,17 @@ def _missing_module_message(error: ModuleNotFoundError) -> str:
   return f"{text}: {extras.install_hint(error.name)}"
 
 
+def check_dtype(value: str) -> str:
+  """A --dtype flag's value, checked: one of `dre_jax.config.DTYPES`, else a
+  UserError naming the choices."""
+  from dre_jax import config  # pylint: disable=import-outside-toplevel
+  try:
+    config.compute_dtype(value)
+  except ValueError as e:
+    raise UserError(f"--dtype={value}: {e}") from None
+  return value
+
+
 def config_names() -> list[str]:
   """The installed configs' names (`CONFIG_DIR`), for --config=NAME."""
   if not os.path.isdir(CONFIG_DIR):

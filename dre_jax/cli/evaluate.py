@@ -21,7 +21,10 @@ Before it starts, it prints an estimate of its run time (the methods' classifier
 passes times a measured pass, `dre_jax.evaluation.estimate`); on a CPU it
 refuses a run estimated over an hour unless --num_images or --yes is given.
 Method settings are `--set=METHOD.NAME=VALUE` (repeatable, as dre-explain;
-added to config.eval.settings). Flag names take dashes or underscores.
+added to config.eval.settings). The classifier and the generators compute in
+config.model.dtype (--dtype): float32, the default and the one for CPUs, or
+bfloat16 for GPUs and TPUs; the maps and the metrics are computed from float32
+outputs either way. Flag names take dashes or underscores.
 
 The config is the workdir's config.json unless --config is given
 (`dre_jax.evaluation.workdir_config`); the image size is the one the estimator
@@ -77,6 +80,10 @@ _MAX_SHARDS = flags.DEFINE_integer(
 _COMPARE_DIR = flags.DEFINE_string(
     "compare_dir", None, "With several workdirs: where the combined tables.md "
     "and workdirs.png go (default: <parent of the first>/comparison).")
+_DTYPE = flags.DEFINE_string(
+    "dtype", None, "Compute dtype of the classifier and the generators: "
+    "float32, or bfloat16 for GPUs and TPUs (config.model.dtype; weights stay "
+    "float32).")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show the progress bar.")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", "", "host:port of process 0 (multi-process runs "
@@ -94,6 +101,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # orbax and TFDS INFO lines
   parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if _DTYPE.value is not None:
+    cli.check_dtype(_DTYPE.value)
   workdirs = [workdir_lib.resolve(w) for w in _WORKDIR.value]
   configs = []
   for workdir in workdirs:
@@ -102,7 +111,7 @@ def main(argv):
         methods=None if _METHODS.value is None else ",".join(_METHODS.value),
         num_images=_NUM_IMAGES.value, split=_SPLIT.value,
         mgnet_workdir=_MGNET.value, boxes_dir=_BOXES.value,
-        settings=_SET.value)
+        dtype=_DTYPE.value, settings=_SET.value)
     if _CONFIG.value is not None:
       for note in workdir_config.differences(workdir, config):
         print(f"[evaluate] note: {note}")

@@ -7,6 +7,7 @@ r"""`dre-explain` (`python explain.py`): explains your own photos.
     dre-explain --released_dre=model-1.ckpt --torch_weights=resnet50.pth PHOTO...
     options: [--methods=M,...] [--set=METHOD.NAME=VALUE] [--out=DIR]
              [--target=CLASS] [--image_size=S] [--crop=0.875]
+             [--dtype=float32|bfloat16]
 
 What explains (`dre_jax.app.loading`): a pretrained classifier without a
 generator (--arch: EfficientNet-Lite0's ImageNet weights from the
@@ -20,6 +21,8 @@ PHOTO: files, directories (their image files, recursively) and glob patterns
 (quote them: 'shots/*.jpg'); JPEG, PNG, WebP, BMP, TIFF, ... of any size and
 mode (`dre_jax.images`). Each is resized (shorter side S / crop) and centre-
 cropped to S x S, S = the classifier's training size unless --image_size.
+The classifier and the generator compute in --dtype: float32 (the default, for
+CPUs) or bfloat16 (for GPUs and TPUs); maps and probabilities are float32.
 
 Writes to --out (default outputs/explain): per image `<name>/input.png`,
 `<name>/<method>.npy` (the map), `<name>/<method>.png` (heat map over the
@@ -72,6 +75,9 @@ _IMAGE_SIZE = flags.DEFINE_integer(
 _CROP = flags.DEFINE_float(
     "crop", 0.875, "Share of the shorter side kept by the centre crop (0.875: "
     "torchvision's ImageNet evaluation; 1: the whole shorter side).")
+_DTYPE = flags.DEFINE_string(
+    "dtype", "float32", "Compute dtype of the classifier and the generator: "
+    "float32, or bfloat16 for GPUs and TPUs (weights stay float32).")
 _BACKGROUND = flags.DEFINE_string(
     "background", "white", "Under transparent pixels: white, black, grey or "
     "R,G,B in 0-255.")
@@ -122,6 +128,7 @@ def main(argv):
     raise cli.UserError(f"--crop={_CROP.value} must be in (0, 1]: the share "
                         "of the shorter side the centre crop keeps")
   background = _background(_BACKGROUND.value)
+  cli.check_dtype(_DTYPE.value)
   try:
     settings = explainers.parse_settings(_SET.value)
   except ValueError as e:
@@ -143,7 +150,8 @@ def main(argv):
   model = app.load_model(
       _WORKDIR.value, released_dre=_RELEASED.value,
       torch_weights=_TORCH.value, arch=_ARCH.value,
-      classifier_dir=_CLASSIFIER.value, image_size=_IMAGE_SIZE.value)
+      classifier_dir=_CLASSIFIER.value, image_size=_IMAGE_SIZE.value,
+      dtype=_DTYPE.value)
   if methods is None:
     methods = app.default_methods(model)
   for m in methods:  # a missing generator or an unknown setting: one line
@@ -152,11 +160,12 @@ def main(argv):
   clf = model.classifier
   header = {"classifier": clf.spec.name, "num_classes": clf.num_classes,
             "source": model.source, "image_size": model.image_size,
+            "dtype": clf.dtype.name,
             "preprocessing": {"mean": list(clf.mean), "std": list(clf.std)},
             "crop_fraction": _CROP.value, "background": list(background),
             "methods": list(methods), "settings": settings}
   print(f"{prog}: {clf.spec.name} ({clf.num_classes} classes) from "
-        f"{model.source}; {model.image_size} px")
+        f"{model.source}; {model.image_size} px, {clf.dtype.name}")
   passes = {m: explainers.passes(m, **settings.get(m, {})) for m in methods}
   print(f"{prog}: {len(methods)} methods at the papers' settings"
         f"{' (but --set)' if settings else ''}, classifier passes per image: "

@@ -76,9 +76,12 @@ def tree_fingerprint(*trees) -> str:
 
 
 def classifier_fingerprint(classifier: Classifier) -> str:
-  """The classifier's architecture, preprocessing and weights, hashed."""
+  """The classifier's architecture, preprocessing and weights, hashed, and
+  its compute dtype where that is not float32 (`Classifier.dtype`; the
+  evaluation's generators compute in the same dtype)."""
+  dtype = "" if classifier.dtype == np.float32 else f"-{classifier.dtype.name}"
   return (f"{classifier.spec.name}-{_hash([classifier.mean, classifier.std])}-"
-          f"{tree_fingerprint(classifier.variables)}")
+          f"{tree_fingerprint(classifier.variables)}{dtype}")
 
 
 def _hash(value: Any) -> str:

@@ -8,7 +8,10 @@ seeded sample of the evaluation split (`plan`: everything before the work, for
 the run-time estimate), runs `protocol.run` (resumable) and publishes
 `<workdir>/eval` (`report`; `run_plan`). Each method binds the generators it
 needs (`explainers.Method.needs`): the workdir's DRE generator, and the one
-trained with the MGnet objective in `config.eval.mgnet_workdir`.
+trained with the MGnet objective in `config.eval.mgnet_workdir`. The
+classifier and the generators compute in `config.model.dtype` (float32, or
+bfloat16 on GPUs and TPUs; `dre_jax.config.compute_dtype`), which the cache's
+classifier fingerprint and results.json record.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 
 from dre_jax import config as config_lib
 from dre_jax import explainers
@@ -45,18 +49,20 @@ class Loaded:
   generator: explainers.Generator | None
 
 
-def load_workdir(workdir: str) -> Loaded:
-  """The workdir's classifier and, if trained, its estimator."""
+def load_workdir(workdir: str, dtype=jnp.float32) -> Loaded:
+  """The workdir's classifier and, if trained, its estimator, both computing
+  in `dtype`."""
   workdir = workdir_lib.resolve(workdir)
   if workdir_lib.has_estimator(workdir):
-    dre, classifier, variables, meta = workdir_lib.load_estimator(workdir)
+    dre, classifier, variables, meta = workdir_lib.load_estimator(workdir, dtype)
     return Loaded(workdir, classifier, meta, explainers.Generator(dre, variables))
   directory = os.path.join(workdir, workdir_lib.CLASSIFIER_DIR)
   if not os.path.isdir(directory):
     raise FileNotFoundError(
         f"{workdir} holds neither a trained estimator nor a classifier; train "
         f"one with `python train.py --config=... --workdir={workdir}`")
-  return Loaded(workdir, classifier_dir.load_classifier(directory), None, None)
+  return Loaded(workdir, classifier_dir.load_classifier(directory, dtype),
+                None, None)
 
 
 def build_methods(names: list[str], explicit: bool, loaded: Loaded,
@@ -151,17 +157,19 @@ def plan(workdir: str, config, *, image_size: int | None = None,
          log: Callable[[str], None] = print) -> Plan:
   """Loads `workdir`, builds the methods and draws the sample of `config`.
 
-  config: the experiment config (`config.dataset`, `config.eval`).
+  config: the experiment config (`config.dataset`, `config.eval`,
+    `config.model.dtype`).
   image_size: evaluate at this size; default the estimator's training size
     (else config.dataset.image_size).
   """
   e = config.eval
   eval_config.validate(e)
-  loaded = load_workdir(workdir)
+  dtype = config_lib.compute_dtype(config.model.dtype)
+  loaded = load_workdir(workdir, dtype)
   workdir = loaded.workdir
   mgnet = None
   if e.mgnet_workdir:
-    mgnet = load_workdir(e.mgnet_workdir)
+    mgnet = load_workdir(e.mgnet_workdir, dtype)
     objective = workdir_lib.trained_objective(mgnet.workdir)
     if objective not in (None, "mgnet"):
       raise ValueError(f"config.eval.mgnet_workdir={e.mgnet_workdir} was trained "
@@ -260,6 +268,7 @@ def run_plan(p: Plan, *, max_shards: int | None = None, progress: bool = True,
       **summary,
       "workdir": workdir, "dataset": dataset, "split": split,
       "arch": loaded.classifier.spec.name, "image_size": image_size,
+      "dtype": config.model.dtype,
       "num_images": int(len(common["index"])), "partial": partial,
       "sample": sample.description,
       "protocol": {**protocol.fingerprint(), "batch_size": protocol.batch_size,

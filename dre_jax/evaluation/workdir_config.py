@@ -4,7 +4,7 @@
 as loaded by `--config`), else the defaults updated with the workdir's
 `config.json` (its dataset, model and eval groups, as train.py saved them),
 then the evaluation's overrides (methods, num_images, split, mgnet_workdir,
-boxes_dir) where they are not None, and method settings added to
+boxes_dir, and the compute dtype config.model.dtype) where they are not None, and method settings added to
 config.eval.settings (a later one wins). `differences(workdir, config)` lists where
 a given config's dataset or model differs from the one the workdir was trained
 with (worth a note, not an error: a workdir can be evaluated on another split
@@ -55,16 +55,17 @@ def saved(workdir: str) -> ml_collections.ConfigDict:
 
 
 def for_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
-                *, boxes_dir: str | None = None, settings: Sequence[str] = (),
+                *, boxes_dir: str | None = None, dtype: str | None = None,
+                settings: Sequence[str] = (),
                 **overrides) -> ml_collections.ConfigDict:
   """The config evaluating `workdir`: `config` (validated) or its config.json,
-  with `overrides` of config.eval (EVAL_OVERRIDES) and config.dataset.boxes_dir
-  applied where they are not None, and `settings` ("smgrad.samples=20", as
+  with `overrides` of config.eval (EVAL_OVERRIDES), config.dataset.boxes_dir
+  and config.model.dtype (`dtype`) applied where they are not None, and `settings` ("smgrad.samples=20", as
   `dre_jax.explainers.parse_settings` reads them) after config.eval.settings."""
   unknown = set(overrides) - set(EVAL_OVERRIDES)
   if unknown:
     raise TypeError(f"unknown overrides {sorted(unknown)}; "
-                    f"known: {', '.join(EVAL_OVERRIDES)}, boxes_dir")
+                    f"known: {', '.join(EVAL_OVERRIDES)}, boxes_dir, dtype")
   if config is None:
     config = saved(workdir)
   else:
@@ -76,6 +77,8 @@ def for_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
         config.eval[field] = value
     if boxes_dir is not None:
       config.dataset.boxes_dir = boxes_dir
+    if dtype is not None:
+      config.model.dtype = dtype
     if settings:
       config.eval.settings = tuple(config.eval.settings) + tuple(settings)
   return config
