@@ -14,6 +14,7 @@ its parameters.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -73,7 +74,8 @@ class DRE:
     images = jnp.zeros((1, size, size, 3), jnp.float32)
     taps = jax.eval_shape(classifier.taps, images)
     taps = [jnp.zeros(t.shape, t.dtype) for t in taps]
-    return self.generator.init(key, taps, jnp.zeros((1,), jnp.int32), train=False)
+    init = jax.jit(functools.partial(self.generator.init, train=False))
+    return init(key, taps, jnp.zeros((1,), jnp.int32))  # compiled, as Classifier.init
 
   def masks_from_taps(self, generator_variables: Variables, taps, target,
                       size: tuple[int, int], train: bool = False):

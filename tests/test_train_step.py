@@ -86,7 +86,8 @@ def _check_adam_first_step(before, after, lr, moves):
   return moved
 
 
-def _stage2_step(dre, classifier_variables, batch, size, config=None):
+def _stage2_setup(dre, classifier_variables, size, config=None):
+  """(initial state, jitted stage-2 step) with Adam at 1e-2."""
   gen = dre.init_generator(jax.random.key(1), classifier_variables, size)
   schedule = optax.constant_schedule(1e-2)
   tx = optimizers.masked(optax.adam(schedule), train_embeddings=False)
@@ -95,17 +96,19 @@ def _stage2_step(dre, classifier_variables, batch, size, config=None):
       steps.dre_step, dre=dre, schedule=schedule,
       backgrounds=BackgroundConfig(),
       config=config or config_lib.default_config(), seed=0))
+  return state, step
+
+
+def _stage2_step(dre, classifier_variables, batch, size, config=None):
+  state, step = _stage2_setup(dre, classifier_variables, size, config)
   new_state, metrics = step(state, batch, classifier_variables)
   return state, new_state, jax.device_get(metrics)
 
 
-@pytest.mark.parametrize("arch", [  # full-size networks: slow
-    *(pytest.param(a, marks=pytest.mark.slow)
-      for a in ("resnet50", "vgg19", "googlenet", "efficientnet_lite0")),
-    pytest.param("tiny_cnn", marks=pytest.mark.slow)])  # ~16 s even for tiny_cnn
-def test_stage2_step_moves_the_generator_but_not_the_embeddings(arch, batch):
-  dre = DRE.create(arch, num_classes=10)
-  classifier_variables = Classifier.init(arch, jax.random.key(0),
+@pytest.mark.slow  # ~16 s even for tiny_cnn
+def test_stage2_step_moves_the_generator_but_not_the_embeddings(batch):
+  dre = DRE.create("tiny_cnn", num_classes=10)
+  classifier_variables = Classifier.init("tiny_cnn", jax.random.key(0),
                                         num_classes=10, image_size=64)
   state, new_state, metrics = _stage2_step(dre, classifier_variables, batch, 64)
   assert np.isfinite(metrics["loss"]) and metrics["loss"] > 0
@@ -119,6 +122,30 @@ def test_stage2_step_moves_the_generator_but_not_the_embeddings(arch, batch):
       jax.tree.leaves(jax.device_get(state.batch_stats)),
       jax.tree.leaves(jax.device_get(new_state.batch_stats)))]
   assert all(changed)
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "vgg19", "googlenet",
+                                  "efficientnet_lite0"])
+def test_stage2_step_of_every_backbone_traces_to_the_same_state(arch, batch):
+  """The paper's backbones in the stage-2 step, traced from initialisation on
+  (`jax.eval_shape`, nothing computed): the generator fits the classifier's
+  taps and the step returns a state of the same structure, shapes and dtypes,
+  and scalar metrics. The step's numerics are the architecture-independent
+  ones of the tiny_cnn test above (initialising and compiling a full-size
+  network's backward costs a minute or more per network on 2 cores)."""
+  dre = DRE.create(arch, num_classes=10)
+
+  def step_from_scratch(key):
+    classifier = Classifier.init(arch, key, num_classes=10, image_size=64)
+    state, step = _stage2_setup(dre, classifier, 64)
+    return (state, *step(state, batch, classifier))
+
+  state, new_state, metrics = jax.eval_shape(step_from_scratch,
+                                             jax.random.key(0))
+  shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)
+  assert shapes(new_state) == shapes(state)
+  assert {"loss", "accuracy", "mask_mean", "learning_rate"} <= set(metrics)
+  assert all(m.shape == () for m in jax.tree.leaves(metrics))
 
 
 def test_stage1_step_moves_only_the_embeddings_of_the_batch(batch):
@@ -307,7 +334,7 @@ def test_config_json_of_an_older_workdir_is_compared_in_todays_names(tmp_path,
 # ---------------------------------------------------------- stage-2 objectives
 
 
-@pytest.mark.slow  # five stage-2 losses, over a minute on 2 busy cores
+@pytest.mark.slow  # four compiled stage-2 losses and a gradient
 def test_constraints_add_the_eq2_terms_to_eq9(batch):
   """Sec. 4.4.3: loss = Eq. 9 + lambda_av mean(M) + lambda_tv TV(M)
   + lambda_bg f_t(psi(I, 1 - M)); all weights 0 is dre.loss exactly."""
@@ -318,17 +345,21 @@ def test_constraints_add_the_eq2_terms_to_eq9(batch):
   key, images = jax.random.key(5), batch["image"]
   config = config_lib.default_config()
   objective = objectives.get("dre")
-  args = (gen["params"], gen["batch_stats"], classifier, images, key,
-          BackgroundConfig())
-  base, (_, aux) = dre.loss(*args)
-  plain, _ = objective(dre, *args, config)
+  rest = (gen["batch_stats"], classifier, images, key, BackgroundConfig())
+
+  def loss_of(settings):
+    """The dre objective under `settings` (a config), compiled."""
+    return jax.jit(lambda p: objective(dre, p, *rest, settings))
+
+  base, (_, aux) = jax.jit(lambda p: dre.loss(p, *rest))(gen["params"])
+  plain, _ = loss_of(config)(gen["params"])
   assert float(plain) == float(base)
 
   masks = np.asarray(aux["masks"], np.float64)
   tv = (np.mean(np.diff(masks, axis=1) ** 2)
         + np.mean(np.diff(masks, axis=2) ** 2))
   config.dre.constraints.update({"area": 2.0, "smoothness": 3.0})
-  loss, (_, aux2) = objective(dre, *args, config)
+  loss, (_, aux2) = loss_of(config)(gen["params"])
   np.testing.assert_allclose(float(loss),
                              float(base) + 2.0 * masks.mean() + 3.0 * tv,
                              rtol=1e-5)
@@ -336,13 +367,12 @@ def test_constraints_add_the_eq2_terms_to_eq9(batch):
 
   config.dre.constraints.update({"area": 0.0, "smoothness": 0.0,
                                  "background": 1.0})
-  loss, (_, aux3) = objective(dre, *args, config)
+  loss, (_, aux3) = loss_of(config)(gen["params"])
   background = float(aux3["constraint_background"])
   assert 0 < background < 1  # a mean probability
   np.testing.assert_allclose(float(loss), float(base) + background, rtol=1e-6)
   # The background term differentiates: the masks get a gradient from it.
-  grads = jax.grad(lambda p: objective(dre, p, *args[1:], config)[0])(
-      gen["params"])
+  grads = jax.jit(jax.grad(lambda p: loss_of(config)(p)[0]))(gen["params"])
   assert any(np.abs(g).max() > 0 for g in jax.tree.leaves(grads))
 
 
