@@ -55,6 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from dre_jax import explainers  # noqa: E402
+from dre_jax.explainers import captum as captum_lib  # noqa: E402
 from dre_jax.classifier import Classifier  # noqa: E402
 from dre_jax.estimator import DRE  # noqa: E402
 from dre_jax.models import registry  # noqa: E402
@@ -62,8 +63,6 @@ from dre_jax.models import registry  # noqa: E402
 # The paper's ten methods (those with its Tables 3-4 means), in Table 2's order.
 METHODS = [m for m in explainers.names() if explainers.method(m).paper]
 METHODS.sort(key=lambda m: explainers.method(m).table2.row)
-CAPTUM = {"vgrad": "Saliency", "smgrad": "NoiseTunnel(Saliency)",
-          "itgrad": "IntegratedGradients", "gcam": "LayerGradCam"}
 
 
 def torch_resnet50(num_classes: int = 1000):
@@ -112,9 +111,9 @@ def memory_gib(compiled) -> float:
 
 def captum_fns(model, images: np.ndarray, target: np.ndarray, samples: int,
                mean, std, batch_size: int = 64) -> dict:
-  """Zero-argument Captum calls on the same images (NCHW) and targets, at most
+  """Zero-argument calls of the methods' Captum counterparts
+  (`dre_jax.explainers.captum`) on the same images (NCHW) and targets, at most
   ~batch_size images per pass (as the JAX explainers' default batch_size)."""
-  from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
   m = torch.tensor(mean).view(1, 3, 1, 1)
   s = torch.tensor(std).view(1, 3, 1, 1)
 
@@ -133,25 +132,17 @@ def captum_fns(model, images: np.ndarray, target: np.ndarray, samples: int,
   m, s = m.to(device), s.to(device)
   x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)
   t = torch.from_numpy(target.astype(np.int64)).to(device)
-  n = len(images)
 
   def synced(fn):  # a GPU call is timed to its end
     if device == "cpu":
       return fn
     return lambda: (fn(), torch.cuda.synchronize())
 
-  fns = {
-      "vgrad": lambda: Saliency(net).attribute(x, target=t),
-      "smgrad": lambda: NoiseTunnel(Saliency(net)).attribute(
-          x, nt_type="smoothgrad", nt_samples=samples, stdevs=0.15, target=t,
-          nt_samples_batch_size=max(1, min(samples, batch_size // n))),
-      "itgrad": lambda: IntegratedGradients(net).attribute(
-          x, baselines=x * 0, target=t, n_steps=samples, method="riemann_trapezoid",
-          internal_batch_size=min(batch_size, n * samples)),
-      "gcam": lambda: LayerGradCam(net, net.net.layer4).attribute(
-          x, target=t, relu_attributions=True),
-  }
-  return {name: synced(fn) for name, fn in fns.items()}
+  def call(counterpart):
+    return lambda: counterpart.attribute(net, x, t, layer=net.net.layer4,
+                                         samples=samples, batch_size=batch_size)
+
+  return {name: synced(call(c)) for name, c in captum_lib.COUNTERPARTS.items()}
 
 
 def bench_arch(arch: str, args) -> dict:
@@ -208,7 +199,7 @@ def bench_arch(arch: str, args) -> dict:
       row["xla_memory_gib_at_memory_batch"] = memory_gib(
           fn.lower(classifier, *shapes, key).compile())
     if "captum" in seconds:
-      row["captum"] = CAPTUM[name]
+      row["captum"] = captum_lib.COUNTERPARTS[name].display
       row["captum_s_per_img"] = seconds["captum"] / args.batch_size
       row["speedup_vs_captum"] = seconds["captum"] / seconds["jax"]
     if name in args.loop:

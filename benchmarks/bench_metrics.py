@@ -12,8 +12,8 @@ number of images, measured in the same run (interleaved medians). Target:
 time(M_F) <= 1.1 x 33 x time(forward) per image.
 
 memory: `protocol.run` over N images of the composites' train split (the
-real TFDS pipeline, at 64 px, tiny_cnn with random weights, methods dre and
-vgrad), each N in a fresh process; peak resident memory (ru_maxrss). The run
+real TFDS pipeline, at 64 px, tiny_cnn with random weights, `--methods`,
+default dre and vgrad), each N in a fresh process; peak resident memory (ru_maxrss). The run
 holds one shard at a time, so the peak must not grow with N (target: 100 and
 2,000 images within 10%).
 """
@@ -76,10 +76,9 @@ name, split, size = "tuxpaint_composites/coarse_224", "train", 64
 clf = Classifier.init("tiny_cnn", jax.random.key(0), num_classes=14, image_size=size)
 dre = DRE.create("tiny_cnn", 14)
 gen = dre.init_generator(jax.random.key(1), clf, size)
-fns = {"dre": explainers.get("dre", estimator=dre, generator_variables=gen),
-       "vgrad": explainers.get("vgrad")}
-methods = [protocol.EvalMethod(k, lambda c, x, t, key, _f=f: _f(c, x, t, key))
-           for k, f in fns.items()]
+trained = explainers.Generator(dre, gen)  # for the methods that need one
+methods = [protocol.EvalMethod(k, explainers.bind(k, dre=trained, mgnet=trained))
+           for k in sys.argv[4].split(",")]
 sample = protocol.make_sample(data.split_size(name, split, data_dir), n, seed=0)
 source = data.tfds_source(name, split, image_size=size, data_dir=data_dir)
 p = protocol.Protocol(batch_size=16, shard_size=128)
@@ -91,11 +90,12 @@ print("RESULT", json.dumps({
 """
 
 
-def memory(num_images: int, data_dir: str) -> dict:
+def memory(num_images: int, data_dir: str, methods: str) -> dict:
   with tempfile.TemporaryDirectory() as cache:
     env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT, str(num_images), cache, data_dir],
+        [sys.executable, "-c", MEMORY_SCRIPT, str(num_images), cache, data_dir,
+         methods],
         env=env, cwd=REPO, capture_output=True, text=True, check=False)
   if result.returncode:
     raise RuntimeError(result.stderr[-3000:])
@@ -111,6 +111,8 @@ def main():
   parser.add_argument("--steps_per_call", type=int, default=4)
   parser.add_argument("--reps", type=int, default=5)
   parser.add_argument("--images", default="100,2000")
+  parser.add_argument("--methods", default="dre,vgrad",
+                      help="memory: the explainers evaluated (registry names)")
   parser.add_argument("--data_dir", default=os.environ.get(
       "TFDS_DATA_DIR", os.path.join(REPO, "outputs", "tensorflow_datasets")))
   parser.add_argument("--out", default=None,
@@ -127,7 +129,8 @@ def main():
               f"{'met' if r['target_met'] else 'missed'} |" for r in rows]
     title = "# M_F against 33 bare classifier forwards"
   else:
-    rows = [memory(int(n), args.data_dir) for n in args.images.split(",")]
+    rows = [memory(int(n), args.data_dir, args.methods)
+            for n in args.images.split(",")]
     lines += ["| images | peak RSS (MiB) |", "|---|---|"]
     lines += [f"| {r['images']} | {r['peak_rss_mib']:.0f} |" for r in rows]
     spread = max(r["peak_rss_mib"] for r in rows) / min(r["peak_rss_mib"] for r in rows)

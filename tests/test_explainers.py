@@ -21,7 +21,7 @@ import pytest
 from dre_jax import explainers
 from dre_jax.classifier import Classifier
 from dre_jax.estimator import DRE
-from dre_jax.explainers import cam, gradients, inversion, mask_optimisation
+from dre_jax.explainers import cam, captum, gradients, inversion, mask_optimisation
 import util
 
 SIZE = 64
@@ -510,3 +510,12 @@ def test_matches_captum(torch_pair):
   gc = LayerGradCam(model, model.net.layer4).attribute(xt, target=tt,
                                                        relu_attributions=True)
   _close(run("gcam", clf, x, t, upsample=False), to_nhwc(gc)[..., 0])
+  # The benchmark's counterpart table makes the same Captum call.
+  same = captum.COUNTERPARTS["gcam"].attribute(
+      model, xt, tt, layer=model.net.layer4, samples=1, batch_size=64)
+  np.testing.assert_array_equal(same.detach().numpy(), gc.detach().numpy())
+
+
+def test_captum_counterparts_are_registered_methods():
+  assert set(captum.COUNTERPARTS) <= set(explainers.names())
+  assert captum.COUNTERPARTS["vgrad"].display == "Saliency"

@@ -65,7 +65,9 @@ def main(argv=None) -> int:
         steps.embeddings_step, dre=dre, schedule=schedule, fake_prob=0.5, seed=0),
         (state1, batch, classifier))
     trained = explainers.Generator(dre, generator)  # both kinds: same cost
-    for name in ("vgrad", "gcam", "gcam++", "dre", "mgnet"):
+    for name in explainers.names():  # the one-pass explainers
+      if explainers.passes(name) > 1:
+        continue
       programs[f"explainer_{name}"] = (
           explainers.bind(name, dre=trained, mgnet=trained),
           (classifier, images, target, None))
