@@ -39,3 +39,22 @@ def test_unreadable_results_is_one_line(tmp_path):
   out = util.run_cli([sys.executable, SCRIPT, str(bad)], check=False)
   assert out.returncode == 1 and "Traceback" not in out.stderr
   assert len(out.stderr.strip().splitlines()) == 1 and "results.json" in out.stderr
+
+
+def test_collapsed_methods_are_not_ranked_and_intervals_name_who_is_ahead():
+  results = _results()
+  results["methods"]["mgnet"] = dict(results["methods"]["gcam"], collapsed="mask mean 0.0001")
+  cell = lambda d, lo, hi: {"difference": d, "low": lo, "high": hi, "wins": 2,  # noqa: E731
+                            "ties": 0, "losses": 1, "level": lo <= 0 <= hi}
+  results["methods"]["gcam"]["versus_dre"] = {
+      "faithfulness_normalised": cell(10.0, 2.0, 18.0),
+      "explainability": cell(-5.0, -9.0, -1.0), "faithfulness": cell(1.0, -1.0, 3.0)}
+  lines = _module().table(results).splitlines()
+  mgnet = [l for l in lines if l.startswith("| MGnet")][0]
+  assert "collapsed: not ranked" in mgnet and mgnet.endswith("| - (3) | - (2) |")
+  gcam = [l for l in lines if l.startswith("| GCAM |")]
+  assert gcam[0].endswith("| 2 (2) | 1 (3) |")  # ranks skip the collapsed MGnet
+  versus = gcam[1].split(" | ")
+  assert versus[1] == "+10.00 [+2.00, +18.00] 2/0/1: DRE"
+  assert versus[2] == "+1.00 [-1.00, +3.00] 2/0/1: level"
+  assert versus[3] == "-5.00 [-9.00, -1.00] 2/0/1: GCAM |"
