@@ -166,7 +166,8 @@ def figure(path, names, images, boxes, out, methods, title):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   n, cols = len(names), 1 + len(methods)
-  fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 1.9 * n), squeeze=False)
+  height = 1.9 * n + 0.3
+  fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, height), squeeze=False)
   for i in range(n):
     axes[i, 0].imshow(images[i])
     axes[i, 0].contour(boxes[i], levels=[0.5], colors="lime", linewidths=1)
@@ -181,7 +182,7 @@ def figure(path, names, images, boxes, out, methods, title):
     ax.set_xticks([])
     ax.set_yticks([])
   fig.suptitle(title, fontsize=9)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / height))  # the title's strip
   fig.savefig(path, dpi=110)
   plt.close(fig)
 

@@ -90,8 +90,8 @@ def figure_png(image: np.ndarray, maps: dict[str, np.ndarray], title: str,
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
   rows = len(maps)
-  fig, axes = plt.subplots(rows, 3, figsize=(8.4, 2.7 * rows + 0.35),
-                           squeeze=False)
+  height = 2.7 * rows + 0.35
+  fig, axes = plt.subplots(rows, 3, figsize=(8.4, height), squeeze=False)
   for row, (method, saliency) in enumerate(maps.items()):
     values = display_map(saliency, method)
     ax_img, ax_map, ax_masked = axes[row]
@@ -109,7 +109,7 @@ def figure_png(image: np.ndarray, maps: dict[str, np.ndarray], title: str,
     for ax in axes[row]:
       ax.axis("off")
   fig.suptitle(title, fontsize=9)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))  # the title's strip
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=90)
   plt.close(fig)
