@@ -38,6 +38,10 @@ def ranks(values: dict[str, float]) -> dict[str, int]:
   return {k: i + 1 for i, (_, k) in enumerate(reversed(finite))}
 
 
+def _fmt(value: float) -> str:
+  return "-" if math.isnan(value) else f"{value:.2f}"
+
+
 def _verdict(c: dict | None, method: str) -> str:
   """DRE minus method with its interval: who is ahead, or "level"."""
   if not c:
@@ -54,7 +58,7 @@ def table(results: dict) -> str:
   method."""
   methods = tables.table2_order(results["methods"])
   r = results["methods"]
-  get = lambda m, k: float(r[m].get(k, float("nan")))  # noqa: E731
+  get = lambda m, k: float("nan" if r[m].get(k) is None else r[m][k])  # noqa: E731
   collapsed = {m for m in methods if r[m].get("collapsed")}
   pool_of = {m: r[m].get("pool") for m in methods}
   mf_rank, me_rank = {}, {}
@@ -71,8 +75,8 @@ def table(results: dict) -> str:
   for m in methods:
     name = tables.display_name(m) + (" (collapsed: not ranked)" if m in collapsed else "")
     lines.append(
-        f"| {name} | {get(m, 'faithfulness_normalised'):.2f} | "
-        f"{get(m, 'faithfulness'):.2f} | {get(m, 'explainability'):.2f} | "
+        f"| {name} | {_fmt(get(m, 'faithfulness_normalised'))} | "
+        f"{_fmt(get(m, 'faithfulness'))} | {_fmt(get(m, 'explainability'))} | "
         f"{get(m, 'skewness'):.2f} ({get(m, 'median_skewness'):.2f}) | "
         f"{get(m, 'seconds_per_image'):.3g} | "
         f"{mf_rank.get(m, '-')} ({paper_mf.get(m, '-')}) | "
