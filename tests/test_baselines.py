@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 from dre_jax.explainers import mask_optimisation
-from dre_jax.resize import upsample_masks
 
 
 def _disc(k=28):
@@ -29,21 +28,21 @@ def _disc(k=28):
                      jnp.float32)
 
 
-def test_mpert_regulariser_is_the_same_at_every_image_size():
-  m = _disc()
-  kw = dict(l1_weight=1e-4, tv_weight=1e-2, tv_beta=3.0)
-  values = {}
-  for size in (96, 128, 224):
-    big = upsample_masks(m[None], (size, size))[0]
-    values[size] = float(mask_optimisation.mpert_regulariser(m, big, **kw))
-  np.testing.assert_allclose(values[96], values[224], rtol=0.02)
-  np.testing.assert_allclose(values[128], values[224], rtol=0.02)
-  # At 224 px it is Fong & Vedaldi's sums over the upsampled mask (bilinear:
-  # each step of the grid spread over 8 pixels), within the ramps' rounding.
-  big = upsample_masks(m[None], (224, 224))[0]
-  direct = (1e-4 * float(jnp.sum(1 - big))
-            + 1e-2 * float(mask_optimisation.total_variation(big, 3.0)))
-  np.testing.assert_allclose(values[224], direct, rtol=0.2)
+def test_mpert_regulariser_is_the_released_codes_sums_on_the_mask_grid():
+  """lambda1 sum |1 - m| + lambda2 sum |dm|^beta over the 28 x 28 mask, as
+  Fong & Vedaldi's optimize_mask.py: independent of the image size."""
+  m = np.asarray(_disc(), np.float64)
+  expected = (1e-4 * np.abs(1 - m).sum()
+              + 1e-2 * ((np.abs(np.diff(m, axis=0)) ** 3).sum()
+                        + (np.abs(np.diff(m, axis=1)) ** 3).sum()))
+  got = mask_optimisation.mpert_regulariser(
+      jnp.asarray(m, jnp.float32), l1_weight=1e-4, tv_weight=1e-2, tv_beta=3.0)
+  np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+  # Deleting the whole image costs 784 x 1e-4: less than a class probability,
+  # so the deletion game can remove what the class needs.
+  empty = mask_optimisation.mpert_regulariser(
+      jnp.zeros((28, 28)), l1_weight=1e-4, tv_weight=1e-2, tv_beta=3.0)
+  np.testing.assert_allclose(float(empty), 0.0784, rtol=1e-5)
 
 
 class _StandIn:

@@ -4,11 +4,11 @@
 as loaded by `--config`), else the defaults updated with the workdir's
 `config.json` (its dataset, model and eval groups, as train.py saved them),
 then the evaluation's overrides (methods, num_images, split, mgnet_workdir,
-boxes_dir, and the compute dtype config.model.dtype) where they are not None, and method settings added to
-config.eval.settings (a later one wins). `differences(workdir, config)` lists where
-a given config's dataset or model differs from the one the workdir was trained
-with (worth a note, not an error: a workdir can be evaluated on another split
-or dataset of the same classes).
+boxes_dir, and the compute dtype config.model.dtype) where they are not None,
+and method settings added to config.eval.settings (a later one wins).
+`differences(workdir, config)` lists where a given config's dataset or model
+differs from the one the workdir was trained with (worth a note, not an error:
+a workdir can be evaluated on another split or dataset of the same classes).
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ def for_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
                 **overrides) -> ml_collections.ConfigDict:
   """The config evaluating `workdir`: `config` (validated) or its config.json,
   with `overrides` of config.eval (EVAL_OVERRIDES), config.dataset.boxes_dir
-  and config.model.dtype (`dtype`) applied where they are not None, and `settings` ("smgrad.samples=20", as
-  `dre_jax.explainers.parse_settings` reads them) after config.eval.settings."""
+  and config.model.dtype (`dtype`) applied where they are not None, and
+  `settings` ("smgrad.samples=20", as `dre_jax.explainers.parse_settings`
+  reads them) after config.eval.settings."""
   unknown = set(overrides) - set(EVAL_OVERRIDES)
   if unknown:
     raise TypeError(f"unknown overrides {sorted(unknown)}; "
