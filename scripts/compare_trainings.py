@@ -49,8 +49,7 @@ def rows(first: dict, second: dict, *, resamples: int, seed: int) -> list[str]:
         verdict = ("level" if c["level"] else
                    "first higher" if c["difference"] > 0 else "second higher")
         out.append(f"| {size} | {c['images']} {part} | {label} | "
-                   f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] "
-                   f"{c['wins']}/{c['ties']}/{c['losses']}: {verdict} |")
+                   f"{statistics.text(c)}: {verdict} |")
   return out
 
 

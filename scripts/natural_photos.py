@@ -263,8 +263,7 @@ def claim(c: dict | None) -> str:
     return "-"
   verdict = ("level" if c["level"] else
              f"DRE {'higher' if c['low'] > 0 else 'lower'}")
-  return (f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] "
-          f"{c['wins']}/{c['ties']}/{c['losses']}: {verdict}")
+  return f"{statistics.text(c)}: {verdict}"
 
 
 def markdown(report, command) -> str:

@@ -23,6 +23,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dre_jax import explainers  # noqa: E402
+from dre_jax.evaluation import statistics  # noqa: E402
 from dre_jax.evaluation import tables  # noqa: E402
 
 
@@ -48,8 +49,7 @@ def _verdict(c: dict | None, method: str) -> str:
     return "-"
   who = ("level" if c["level"] else
          "DRE" if c["difference"] > 0 else tables.display_name(method))
-  return (f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] "
-          f"{c['wins']}/{c['ties']}/{c['losses']}: {who}")
+  return f"{statistics.text(c)}: {who}"
 
 
 def table(results: dict) -> str:

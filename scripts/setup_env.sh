@@ -7,6 +7,7 @@
 #   bash scripts/setup_env.sh [EXTRAS]     both steps
 #   bash scripts/setup_env.sh --data-only  only the Tux Paint files
 #   bash scripts/setup_env.sh --photos     only the natural-photo test set
+#   bash scripts/setup_env.sh --train-photos  GCompris's photos, a folder to train on
 #
 # Tux Paint (Debian packages tuxpaint-stamps-default and tuxpaint-data): nothing
 # to do when /usr/share/tuxpaint or data/tuxpaint/ has them; as root,
@@ -20,6 +21,11 @@
 # opencv-doc and darknet, test-only: dre_jax/data/folder.py TEST_ONLY) the same
 # way: as root `apt-get install`, without root unpacked into data/photos/
 # (folder.PHOTOS_LOCAL_DIR).
+#
+# GCompris's photos (Debian package gcompris-qt-data, not test-only) the same
+# way into data/gcompris/ (gcompris.LOCAL_DIR), then written as image files
+# into data/train_photos/gcompris/ by `python -m dre_jax.data.gcompris` (needs
+# .venv): a folder for configs/folder.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +33,8 @@ packages="tuxpaint-stamps-default tuxpaint-data"
 local_dir=data/tuxpaint  # tuxpaint_composites.LOCAL_DIR
 photo_packages="opencv-doc darknet"
 photos_dir=data/photos  # folder.PHOTOS_LOCAL_DIR
+gcompris_package="gcompris-qt-data"
+gcompris_dir=data/gcompris  # gcompris.LOCAL_DIR
 
 # The Tux Paint stamps and templates, under the prefix $1 (data/tuxpaint or "").
 has_tuxpaint() {
@@ -40,6 +48,11 @@ has_photos() {
 
 as_root() {
   [ "$(id -u)" = 0 ] && [ "${DRE_SETUP_NO_ROOT:-0}" = 0 ]
+}
+
+# GCompris's resource files, under the prefix $1.
+has_gcompris() {
+  [ -f "$1/usr/share/gcompris-qt/rcc/categorization.rcc" ]
 }
 
 # apt-get download of packages $2... into $1 as a user: the machine's package
@@ -102,6 +115,16 @@ setup_debs() {
 if [ "${1:-}" = "--photos" ]; then
   setup_debs "the natural-photo test set" has_photos "$photos_dir" "about 100 MB" \
     "scripts/natural_photos.py skips their photos" $photo_packages
+  exit 0
+fi
+if [ "${1:-}" = "--train-photos" ]; then
+  setup_debs "GCompris's photos" has_gcompris "$gcompris_dir" "about 45 MB" \
+    "configs/folder.py needs another folder of photos" $gcompris_package
+  if [ ! -x .venv/bin/python ]; then
+    echo "[setup] error: no .venv to write the photos with: run bash scripts/setup_env.sh first" >&2
+    exit 1
+  fi
+  .venv/bin/python -m dre_jax.data.gcompris
   exit 0
 fi
 setup_debs "the Tux Paint files" has_tuxpaint "$local_dir" "about 170 MB" \

@@ -5,6 +5,8 @@
   has them; `make_dataset`, `num_examples`, `steps_per_epoch`.
 * `folder`: a folder of unlabeled photos read as the dataset `folder`
   (`data_dir` = the folder or a glob), for training DRE on a user's photos.
+* `gcompris`: GCompris's photos (Debian's gcompris-qt-data) written as such a
+  folder, from its Qt resource files.
 * `transforms`: the resize/crop/flip geometry shared by images, masks, boxes.
 * `imagenet_boxes`: the ILSVRC2012 validation bounding-box XML reader.
 """

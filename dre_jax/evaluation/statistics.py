@@ -87,3 +87,10 @@ def compare(reference, other, *, resamples: int = DEFAULT_RESAMPLES,
           "ties": int(np.sum(np.abs(d) <= TIE_TOLERANCE)),
           "losses": int(np.sum(d < -TIE_TOLERANCE)),
           "images": int(len(d))}
+
+
+def text(c: dict[str, Any]) -> str:
+  """A `compare` result as "+1.23 [-0.50, +2.96] 10/2/4": the mean
+  difference, its interval and the wins / ties / losses."""
+  return (f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] "
+          f"{c['wins']}/{c['ties']}/{c['losses']}")

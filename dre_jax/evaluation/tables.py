@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 from dre_jax import explainers
 from dre_jax.evaluation import scoring
+from dre_jax.evaluation import statistics
 
 
 def display_name(method: str) -> str:
@@ -169,9 +170,7 @@ VERSUS = (("faithfulness_normalised", "M_F normalised"),
 def _versus_cell(c: dict[str, Any] | None) -> str:
   if not c:
     return "-"
-  text = f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"
-  return (("level " if c["level"] else "") + text
-          + f" {c['wins']}/{c['ties']}/{c['losses']}")
+  return ("level " if c["level"] else "") + statistics.text(c)
 
 
 def _versus_tables(results: Sequence[dict[str, Any]]) -> list[str]:
