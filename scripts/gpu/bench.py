@@ -13,12 +13,15 @@ Random weights throughout: speed does not depend on their values.
   random normal data (median of 10 after a warm-up). These are the ceilings the
   rows below are compared with (`tf32_peak_ratio`, `bf16_peak_ratio`).
 * dre: the classifier's forward and a DRE explanation
-  (`DRE.explain`, `benchmarks/bench_dre.py`'s pair), per batch size.
+  (`DRE.explain`, `benchmarks/bench_dre.py`'s pair), per batch size and compute
+  dtype (`--dtypes=float32,bfloat16`). An arch written `efficientnet_lite0@slices`
+  (or `@grouped`) forces the form of its depthwise convolutions
+  (`models.layers.DepthwiseConv`; plain names take the backend's default).
 * train: the classifier's forward + input gradient and the library's stage-2
   training step (`dre_jax.training`: Eq. 9, Adam, masked embeddings), per
   batch size (`benchmarks/bench_train.py`'s pair).
 * metrics: M_F's insertion curve (`metrics.insertion_curve`, 32 steps, 4 per
-  call, as `evaluate.py`) plus M_E on DRE masks, per batch size.
+  call, as `evaluate.py`) plus M_E on DRE masks, per batch size and dtype.
 * explainers: every registered method (`dre_jax.explainers`) at the paper's
   settings on one batch, compiled once for the batch and once for one image:
   seconds per image batched, the same in a Python loop over single images (the
@@ -78,6 +81,11 @@ def environment() -> dict:
          "matmul_precision": str(jax.config.jax_default_matmul_precision)}
   for name in ("jax", "jaxlib", "flax", "optax", "orbax.checkpoint", "numpy",
                "torch", "torchvision", "captum", "ml_collections", "clu", "PIL"):
+    if name in ("torchvision", "captum") and "tensorflow" in sys.modules:
+      # On the development machine, torchvision imported after TensorFlow
+      # crashes the process (triton's LLVM); the GPU image has no TensorFlow.
+      env[name] = "not imported (TensorFlow is loaded)"
+      continue
     try:
       module = __import__(name, fromlist=["_"])
       env[name] = getattr(module, "__version__", "?")
@@ -242,61 +250,95 @@ def stage2_step(dre, classifier, generator, objective: str = "dre"):
     return fn, state, "dre_jax.training.trainer.dre_step"
 
 
+def _arch_and_depthwise(spec: str) -> tuple[str, str]:
+  """"efficientnet_lite0@slices" -> ("efficientnet_lite0", "slices"): an arch,
+  optionally with its `DepthwiseConv` form forced (default "auto")."""
+  arch, _, impl = spec.partition("@")
+  return arch, impl or "auto"
+
+
+def _with_depthwise(fn, impl: str):
+  """fn traced with every `DepthwiseConv` computing in form `impl` (the form is
+  chosen at trace time, so the patch only needs to hold while jit traces)."""
+  if impl == "auto":
+    return fn
+  from unittest import mock
+  from dre_jax.models import layers
+
+  def traced(*a):
+    with mock.patch.object(layers, "depthwise_impl", lambda *_, **__: impl):
+      return fn(*a)
+  return traced
+
+
 def part_models(args, which: str) -> list:
-  """dre / train / metrics rows for every arch and batch size."""
+  """dre / train / metrics rows for every arch (optionally "arch@slices" or
+  "arch@grouped", the depthwise form forced), compute dtype (dre and metrics)
+  and batch size; all programs of the part are compiled together."""
   from dre_jax import metrics
   rows = []
-  dtypes = args.dtypes if which == "dre" else ["float32"]
-  for arch, dtype in [(a, d) for a in args.archs for d in dtypes]:
+  dtypes = args.dtypes if which in ("dre", "metrics") else ["float32"]
+  jobs, extra = {}, {}
+  for spec, dtype in [(a, d) for a in args.archs for d in dtypes]:
+    arch, impl = _arch_and_depthwise(spec)
     classifier, dre, generator = _setup(arch, args.size, dtype=jnp.dtype(dtype))
-    jobs = {}
     for n in args.batches:
       images = _images(n, args.size)
+      key = (spec, dtype, n)
       if which == "dre":
-        jobs[("classifier_forward", n)] = (lambda c, x: c.logits(x), (classifier, images))
-        jobs[("dre_explain", n)] = (lambda c, g, x: dre.explain(c, g, x)[0],
-                                    (classifier, generator, images))
+        jobs[key + ("classifier_forward",)] = (lambda c, x: c.logits(x), (classifier, images))
+        jobs[key + ("dre_explain",)] = (
+            lambda c, g, x, dre=dre: dre.explain(c, g, x)[0], (classifier, generator, images))
       elif which == "train":
         fn, state, source = stage2_step(dre, classifier, generator)
         batch = {"image": images, "label": jnp.zeros((n,), jnp.int32)}
-        jobs[("forward_input_grad", n)] = (forward_input_grad, (classifier, images))
-        jobs[("stage2_step", n)] = (fn, (state, batch, classifier))
+        jobs[key + ("forward_input_grad",)] = (forward_input_grad, (classifier, images))
+        jobs[key + ("stage2_step",)] = (fn, (state, batch, classifier))
+        extra[key + ("stage2_step",)] = {"source": source}
       else:
-        masks, target = jax.jit(dre.explain)(classifier, generator, images)
+        masks, target = jax.jit(_with_depthwise(dre.explain, impl))(
+            classifier, generator, images)
         boxes = jnp.zeros(images.shape[:3]).at[:, 50:150, 60:160].set(1.0)
 
         def mf(c, x, m, t, b):
           curve = metrics.insertion_curve(c.probability, x, m, t, num_steps=32,
                                           steps_per_call=4)
           return metrics.faithfulness(curve), metrics.explainability(m, b)
-        jobs[("insertion_curve_mf_me", n)] = (mf, (classifier, images, masks, target,
-                                                   boxes))
-    compiled = compile_all(jobs, args.threads)
-    for (name, n), (fn, a) in jobs.items():
-      row = {"part": which, "arch": arch, "size": args.size, "batch": n,
-             "program": name, "dtype": dtype}
-      got = compiled[(name, n)]
-      if isinstance(got, Exception):
-        row["error"] = f"{type(got).__name__}: {str(got)[:300]}"
-        rows.append(row)
-        continue
-      exe, row["compile_s"] = got
-      row.update(cost(exe))
-      try:
-        t, times = median_time(lambda exe=exe, a=a: exe(*a), reps=args.reps)
-      except Exception as e:  # pylint: disable=broad-except
-        row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-        rows.append(row)
-        continue
-      row.update({"seconds": t, "times": times, "images_per_s": n / t})
-      if which == "train" and name == "stage2_step":
-        row["source"] = source
-      if "flops" in row:
-        row.update(peak_ratio(row["flops"], t))
-        row["gflop_per_image"] = row["flops"] / n / 1e9
+        jobs[key + ("insertion_curve_mf_me",)] = (mf, (classifier, images, masks, target,
+                                                       boxes))
+  jobs = {k: (_with_depthwise(fn, _arch_and_depthwise(k[0])[1]), a)
+          for k, (fn, a) in jobs.items()}
+  log(f"{which}: compiling {len(jobs)} programs")
+  t0 = time.perf_counter()
+  compiled = compile_all(jobs, args.threads)
+  log(f"{which}: compiled in {time.perf_counter() - t0:.0f} s")
+  for (spec, dtype, n, name), (fn, a) in jobs.items():
+    arch, impl = _arch_and_depthwise(spec)
+    row = {"part": which, "arch": arch, "depthwise": impl, "size": args.size,
+           "batch": n, "program": name, "dtype": dtype}
+    row.update(extra.get((spec, dtype, n, name), {}))
+    got = compiled[(spec, dtype, n, name)]
+    if isinstance(got, Exception):
+      row["error"] = f"{type(got).__name__}: {str(got)[:300]}"
       rows.append(row)
-      log(f"{which} {arch} {dtype} b{n} {name}: {n / t:.1f} img/s, "
-          f"{row.get('tflops', float('nan')):.1f} TFLOP/s")
+      continue
+    exe, row["compile_s"] = got
+    row.update(cost(exe))
+    try:
+      t, times = median_time(lambda exe=exe, a=a: exe(*a), reps=args.reps)
+    except Exception as e:  # pylint: disable=broad-except
+      row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+      rows.append(row)
+      continue
+    row.update({"seconds": t, "times": times, "images_per_s": n / t})
+    if "flops" in row:
+      row.update(peak_ratio(row["flops"], t))
+      row["gflop_per_image"] = row["flops"] / n / 1e9
+    rows.append(row)
+    RESULTS[which] = rows
+    write(args.out)
+    log(f"{which} {spec} {dtype} b{n} {name}: {n / t:.1f} img/s, "
+        f"{row.get('tflops', float('nan')):.1f} TFLOP/s")
   return rows
 
 
@@ -328,6 +370,9 @@ def part_explainers(args) -> list:
   rows = _Rows(args.out)
   names = [n for n in explainers.names() if n in args.methods or not args.methods]
   for arch in args.archs:
+    arch, impl = _arch_and_depthwise(arch)
+    if impl != "auto":
+      raise ValueError(f"the explainers part takes plain archs, not {arch}@{impl}")
     classifier, dre, generator = _setup(arch, args.size)
     n = args.explainer_batch
     images = _images(n, args.size)
@@ -454,7 +499,8 @@ def table() -> str:
         p.get("bfloat16_tflops", 0)))
   for part in ("dre", "train", "metrics"):
     for r in RESULTS.get(part, []):
-      lines.append(f"{part:8s} {r['arch']:18s} {r.get('dtype', '')[:4]} b{r['batch']:<4d} {r['program']:22s} "
+      arch = r["arch"] + ("@" + r["depthwise"] if r.get("depthwise", "auto") != "auto" else "")
+      lines.append(f"{part:8s} {arch:18s} {r.get('dtype', '')[:4]} b{r['batch']:<4d} {r['program']:22s} "
                    + (f"{r['images_per_s']:9.1f} img/s {r.get('tflops', 0):7.1f} TFLOP/s "
                       f"tf32 {r.get('tf32_peak_ratio', 0):.3f}" if "images_per_s" in r
                       else r.get("error", "?")[:80]))
@@ -486,7 +532,7 @@ def main(argv=None) -> int:
   parser.add_argument("--size", type=int, default=224)
   parser.add_argument("--batches", default="64,128,256")
   parser.add_argument("--dtypes", default="float32",
-                      help="compute dtypes of the dre part (float32,bfloat16)")
+                      help="compute dtypes of the dre and metrics parts (float32,bfloat16)")
   parser.add_argument("--explainer_batch", type=int, default=64)
   parser.add_argument("--explainer_big_batch", type=int, default=0,
                       help="also time the methods of < 100 passes at this batch")
