@@ -271,7 +271,7 @@ def markdown(report, command) -> str:
   intervals), and M_E and normalised M_F per photo with its box share."""
   methods = report["methods"]
   b = report["bootstrap"]
-  lines = ["# DRE trained on the composites, on natural photos", "",
+  lines = ["# DRE and the baselines on natural photos it was never trained on", "",
            f"    {command}", "",
            "Means over the images (M_E against the box, raw M_F, M_F normalised per "
            "image by min-max over these methods, moment skewness, share of the map's "
