@@ -179,6 +179,10 @@ def bench_arch(arch: str, args) -> dict:
     compile_s = time.perf_counter() - compile_start
     call = functools.partial(compiled, classifier, images, target, key)
     fns = {"jax": call, "fb": fb_call}  # the unit pass, interleaved with the method
+    if args.constants:  # the same method with the classifier closed over
+      closed = jax.jit(functools.partial(fn, classifier)).lower(
+          images, target, key).compile()
+      fns["jax_constants"] = functools.partial(closed, images, target, key)
     if name in captum:
       fns["captum"] = captum[name]
     seconds = common.median_seconds(fns, args.reps)
@@ -198,10 +202,14 @@ def bench_arch(arch: str, args) -> dict:
       row["memory_batch"] = args.memory_batch
       row["xla_memory_gib_at_memory_batch"] = memory_gib(
           fn.lower(classifier, *shapes, key).compile())
+    if "jax_constants" in seconds:
+      row["constants_s_per_img"] = seconds["jax_constants"] / args.batch_size
     if "captum" in seconds:
       row["captum"] = captum_lib.COUNTERPARTS[name].display
       row["captum_s_per_img"] = seconds["captum"] / args.batch_size
       row["speedup_vs_captum"] = seconds["captum"] / seconds["jax"]
+      if "jax_constants" in seconds:
+        row["constants_speedup_vs_captum"] = seconds["captum"] / seconds["jax_constants"]
     if name in args.loop:
       one = [functools.partial(fn, classifier, images[i:i + 1], target[i:i + 1], key)
              for i in range(args.batch_size)]
@@ -239,6 +247,7 @@ def markdown(results: list[dict], args) -> str:
                "(best / interleaved) | XLA memory GiB | Captum | Captum s/img | "
                "JAX speedup |")
     out.append("|---|---|---|---|---|---|---|---|---|")
+    constants = [row for row in r["rows"] if "constants_s_per_img" in row]
     for row in r["rows"]:
       cap = (f"{row['captum']} | {row['captum_s_per_img']:.3f} | "
              f"{row['speedup_vs_captum']:.2f}x" if "captum" in row else "- | - | -")
@@ -247,6 +256,14 @@ def markdown(results: list[dict], args) -> str:
           f"{row['s_per_img']:.3f} | {row['s_per_img_full']:.2f} | "
           f"{row['vs_passes']:.2f} / {row['vs_passes_here']:.2f} | "
           f"{row['xla_memory_gib']:.2f} | {cap} |")
+    if constants:
+      out.append("\nThe classifier's variables closed over as constants of the program "
+                 "(`jax.jit(functools.partial(fn, classifier))`) instead of passed as "
+                 "arguments, s/img and JAX speedup over Captum: " + "; ".join(
+                     f"{row['method']} {row['constants_s_per_img']:.3f}"
+                     + (f" ({row['constants_speedup_vs_captum']:.2f}x)"
+                        if "constants_speedup_vs_captum" in row else "")
+                     for row in constants))
     mem = [row for row in r["rows"] if "xla_memory_gib_at_memory_batch" in row]
     if mem:
       out.append(f"\nXLA memory (GiB) of the program compiled at batch "
@@ -281,6 +298,9 @@ def main(argv=None):
                       help="methods also timed as a loop of one-image calls, "
                            "e.g. vgrad,gcam,dre")
   parser.add_argument("--no_captum", action="store_true")
+  parser.add_argument("--constants", action="store_true",
+                      help="also time each method with the classifier closed over "
+                           "(its variables constants of the compiled program)")
   parser.add_argument("--threads", type=int, default=os.cpu_count())
   parser.add_argument("--out", default="results/bench_explainers",
                       help="writes OUT.md and OUT.json")
