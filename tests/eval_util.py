@@ -162,7 +162,7 @@ def protocol_inputs(num_images: int = 20, size: int = SIZE):
 
 
 def run_protocol(cache_dir: str, num_images: int = 20, max_shards=None,
-                 mesh=None, **overrides):
+                 mesh=None, constants=None, **overrides):
   """protocol.run + cache.collect + summarise on `protocol_inputs` -> (summary, per_image)."""
   from dre_jax.evaluation import cache, protocol, results  # pylint: disable=import-outside-toplevel
   clf, arrays, methods = protocol_inputs(num_images)
@@ -171,7 +171,7 @@ def run_protocol(cache_dir: str, num_images: int = 20, max_shards=None,
   p = protocol.Protocol(**{**PROTOCOL_KW, **overrides})
   dirs = protocol.run(clf, methods, sample, protocol.array_source(padded),
                       cache_dir, p, max_shards=max_shards, mesh=mesh,
-                      progress=False)
+                      progress=False, constants=constants)
   per_method, common = cache.collect(dirs, [m.name for m in methods], sample,
                                      p, max_shards)
   return results.summarise(per_method, common, labels_match=True)

@@ -278,3 +278,45 @@ def test_eq8_is_the_standard_normal_case():
   for eta, h in ((0.5, 2.5), (1.5, 2.5), (2.5, 1.0)):
     np.testing.assert_allclose(d.controlled_density(d.standard_normal(), z, eta, h),
                                controller.controlled_pdf(z, eta, h), rtol=1e-12)
+
+
+@pytest.mark.slow  # two evaluations
+def test_classifier_constants_change_no_number(tmp_path):
+  """The classifier compiled into the programs (the CPU default) or passed as an
+  argument: the same per-image numbers to the last bit, a gradient method too."""
+  from dre_jax import explainers
+  from dre_jax.evaluation import cache, protocol
+  clf, arrays, methods = eval_util.protocol_inputs(8)
+  methods = methods + [protocol.EvalMethod("vgrad", explainers.bind("vgrad"))]
+  sample = protocol.make_sample(8, num_images=8, seed=5)
+  p = protocol.Protocol(**{**eval_util.PROTOCOL_KW, "shard_size": 8})
+  names = [m.name for m in methods]
+  got = {}
+  for which in (True, False):
+    directory = str(tmp_path / str(which))
+    dirs = protocol.run(clf, methods, sample, protocol.array_source(arrays), directory,
+                        p, progress=False, constants=which)
+    got[which], _ = cache.collect(dirs, names, sample, p)
+  for name in names:
+    for key, value in got[True][name].items():
+      if key == "seconds":  # timing
+        continue
+      np.testing.assert_array_equal(value, got[False][name][key],
+                                    err_msg=f"{name} {key}")
+
+
+
+def test_jit_for_compiles_the_classifier_in_and_takes_another():
+  from dre_jax import classifier as classifier_lib
+  from dre_jax.classifier import Classifier
+  clf, arrays, _ = eval_util.protocol_inputs(2)
+  other = Classifier.init("tiny_cnn", jax.random.key(7), num_classes=4,
+                          image_size=arrays["image"].shape[1])
+  x = jnp.asarray(arrays["image"])
+  fn = classifier_lib.jit_for(lambda c, x: c.logits(x), clf, constants=True)
+  # The compiled-in classifier's weights are not inputs of the program: x is the only one.
+  assert len(jax.tree.leaves(fn.closed.lower(x).args_info)) == 1
+  assert len(jax.tree.leaves(jax.jit(lambda c, x: c.logits(x)).lower(clf, x).args_info)) > 1
+  np.testing.assert_array_equal(fn(clf, x), clf.logits(x))
+  np.testing.assert_array_equal(fn(other, x), other.logits(x))
+  assert not np.allclose(fn(other, x), fn(clf, x))

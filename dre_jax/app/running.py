@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dre_jax import classifier as classifier_lib
 from dre_jax import explainers
 from dre_jax import images as images_lib
 from dre_jax.app import inputs as inputs_lib
@@ -64,7 +65,8 @@ def compiled_method(name: str, model: Model, settings: dict[str, Any]
   """Jitted fn(classifier, images, target, key) -> [N, H, W] for method `name`.
 
   `explainers.bind` with the model's generator as the kind it was trained as
-  (`Model.objective`); made once per model, method and settings. A method
+  (`Model.objective`); made once per model, method and settings, with the
+  model's classifier compiled in on CPUs (`classifier.jit_for`). A method
   that needs a generator the model lacks is a ValueError saying how to get
   one (`loading.missing_generator`).
   """
@@ -83,7 +85,8 @@ def compiled_method(name: str, model: Model, settings: dict[str, Any]
       fn = explainers.bind(name, settings=settings, **given)
     except explainers.MissingGenerator as err:
       raise ValueError(missing_generator(name, model, err.missing)) from None
-    model.compiled[key] = jax.jit(fn)
+    # The model's classifier compiled in on CPUs (classifier.jit_for).
+    model.compiled[key] = classifier_lib.jit_for(fn, model.classifier)
   return model.compiled[key]
 
 
