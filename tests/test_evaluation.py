@@ -114,6 +114,7 @@ def test_exact_means_against_independent_references(reference_run):
   assert summary["methods"]["centre"]["tie_break_effect"]["delta"] == 0.0
 
 
+@pytest.mark.slow  # two evaluations
 def test_resume_after_a_partial_run_equals_one_run(tmp_path, reference_run):
   cache = str(tmp_path / "cache")
   eval_util.run_protocol(cache, NUM_IMAGES, max_shards=1)
@@ -131,6 +132,7 @@ def test_resume_after_a_partial_run_equals_one_run(tmp_path, reference_run):
       assert summary["methods"][name][key] == m[key], (name, key)
 
 
+@pytest.mark.slow  # two evaluations
 def test_changed_settings_use_other_shards(tmp_path):
   cache = str(tmp_path / "cache")
   eval_util.run_protocol(cache, 8)
