@@ -127,7 +127,7 @@ def child(args) -> None:
     out = _child_torch(args.batch_size, args.image_size, args.reps, args.weights)
   else:
     out = _child_jax(args.batch_size, args.image_size, args.reps, args.weights,
-                     as_argument=args.child.endswith("weights_as_arguments"))
+                     as_argument=args.child == "weights_as_arguments")
   print("RESULT " + json.dumps(out), flush=True)
 
 

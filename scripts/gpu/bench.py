@@ -370,9 +370,6 @@ def part_explainers(args) -> list:
   rows = _Rows(args.out)
   names = [n for n in explainers.names() if n in args.methods or not args.methods]
   for arch in args.archs:
-    arch, impl = _arch_and_depthwise(arch)
-    if impl != "auto":
-      raise ValueError(f"the explainers part takes plain archs, not {arch}@{impl}")
     classifier, dre, generator = _setup(arch, args.size)
     n = args.explainer_batch
     images = _images(n, args.size)
@@ -551,6 +548,9 @@ def main(argv=None) -> int:
   args.batches = [int(b) for b in args.batches.split(",")]
   args.methods = [m for m in args.methods.split(",") if m]
   args.dtypes = args.dtypes.split(",")
+  if "explainers" in args.parts.split(",") and any("@" in a for a in args.archs):
+    parser.error("the explainers part takes plain archs (arch@slices is for "
+                 "dre, train and metrics): run it with its own --archs")
   offline.install_shims({})
   RESULTS["command"] = "python " + " ".join(sys.argv)
   RESULTS["environment"] = environment()
