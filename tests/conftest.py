@@ -8,18 +8,24 @@ Fixtures (one per test run; read them, copy what a test changes):
 * `tiny_data`: `tiny_data(name)` -> the data_dir where the tiny TFDS dataset
   `name` (`data_util.TINY`) is prepared.
 * `trained_workdir`: (config path, workdir) of `train.py`'s tiny run (tiny_cnn
-  on tiny_shapes, every stage, one device).
+  on tiny_shapes, every stage, one device), trained once per test run: under
+  pytest-xdist the first worker that needs it trains it and the others wait
+  on a file lock in the run's shared temporary directory, then read it.
 * `released_dre`: (path, modules): the authors' released generator layout with
   random values (`released_util`).
 """
 
 import collections
+import json
+import os
+import shutil
 
 try:
   import torchvision  # noqa: F401
 except ImportError:  # the parity tests skip themselves without it
   pass
 
+import filelock  # noqa: E402
 import pytest  # noqa: E402
 
 import training_util  # noqa: E402
@@ -72,10 +78,20 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_workdir(tmp_path_factory, tiny_data):
-  root = tmp_path_factory.mktemp("trained")
-  config = training_util.write_config(str(root), tiny_data("tiny_shapes"))
-  workdir = str(root / "workdir")
-  training_util.run_train(config, workdir)
+  shared = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    shared = shared.parent  # the run's directory, above each worker's own
+  root = shared / "trained_workdir"
+  built = root / "built.json"
+  with filelock.FileLock(str(shared / "trained_workdir.lock")):
+    if not built.exists():
+      shutil.rmtree(root, ignore_errors=True)  # a worker's failed attempt
+      root.mkdir()
+      config = training_util.write_config(str(root), tiny_data("tiny_shapes"))
+      workdir = str(root / "workdir")
+      training_util.run_train(config, workdir)
+      built.write_text(json.dumps([config, workdir]))
+    config, workdir = json.loads(built.read_text())
   return config, workdir
 
 
