@@ -19,6 +19,8 @@ import collections
 import json
 import os
 import shutil
+import sys
+import tempfile
 
 try:
   import torchvision  # noqa: F401
@@ -45,11 +47,44 @@ HEAVIEST_FIRST = (
     "test_baselines.py", "test_package.py", "test_registry.py")
 
 
+# XLA's persistent compilation cache, one per test run: many tests (and the
+# train.py / evaluate.py subprocesses they start) compile the same programs of
+# the same tiny models, and a program is compiled once per run instead of once
+# per process. DRE_JAX_TEST_COMPILATION_CACHE=0 turns it off; a
+# JAX_COMPILATION_CACHE_DIR already set is used as it is.
+COMPILATION_CACHE = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.1",
+                     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+def _compilation_cache(config) -> None:
+  """The controller makes the directory and puts it in the environment, which
+  the xdist workers and every subprocess inherit; removed when the run ends."""
+  if os.environ.get("DRE_JAX_TEST_COMPILATION_CACHE", "1") == "0":
+    return
+  if not hasattr(config, "workerinput") and not os.environ.get(
+      "JAX_COMPILATION_CACHE_DIR"):
+    directory = tempfile.mkdtemp(prefix="dre_jax_tests_xla_cache_")
+    config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = directory
+  for name, value in COMPILATION_CACHE.items():
+    os.environ.setdefault(name, value)
+  if "jax" in sys.modules and os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    import jax  # pylint: disable=import-outside-toplevel  (imported before the environment was set)
+    jax.config.update("jax_compilation_cache_dir",
+                      os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", int(
+        os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
+
+
 def pytest_configure(config):
   """xdist's loadfile scheduler sorts files by test count unless told not to;
-  keep the order of `pytest_collection_modifyitems` instead."""
+  keep the order of `pytest_collection_modifyitems` instead. The compilation
+  cache (`_compilation_cache`)."""
   if hasattr(config.option, "loadscopereorder"):
     config.option.loadscopereorder = False
+  _compilation_cache(config)
 
 
 def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument

@@ -1,5 +1,7 @@
 """The mask generator G: spatial filter (Eq. 3-4), bottleneck cells, layouts."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,8 +60,8 @@ def test_resnet50_parameter_count_matches_released_code():
 
 def test_embedding_initialisation_scale():
   taps = _taps((8, 8, 8, 256), size=96)
-  variables = gen.MaskGenerator(num_classes=400, widths=(8, 8, 8)).init(
-      jax.random.key(1), taps, jnp.zeros((1,), jnp.int32))
+  variables = jax.jit(gen.MaskGenerator(num_classes=400, widths=(8, 8, 8)).init)(
+      jax.random.key(1), taps, jnp.zeros((1,), jnp.int32))  # one program
   table = np.asarray(gen.class_embeddings(variables["params"]))
   assert table.std() == pytest.approx(1 / np.sqrt(256), rel=0.02)
   assert abs(table.mean()) < 1e-3
@@ -100,9 +102,9 @@ def test_train_mode_updates_batch_stats():
   channels, widths = (8, 16, 32, 64), (8, 16, 32)
   g = gen.MaskGenerator(num_classes=3, widths=widths)
   taps = _taps(channels, size=96, batch=2)
-  variables = g.init(jax.random.key(0), taps, jnp.zeros((2,), jnp.int32))
-  _, updates = g.apply(variables, taps, jnp.zeros((2,), jnp.int32), train=True,
-                       mutable=["batch_stats"])
+  variables = jax.jit(g.init)(jax.random.key(0), taps, jnp.zeros((2,), jnp.int32))
+  _, updates = jax.jit(functools.partial(g.apply, train=True, mutable=["batch_stats"]))(
+      variables, taps, jnp.zeros((2,), jnp.int32))
   before = jax.tree.leaves(variables["batch_stats"])
   after = jax.tree.leaves(updates["batch_stats"])
   assert any(not np.allclose(a, b) for a, b in zip(before, after))
