@@ -52,7 +52,7 @@ HEAVIEST_FIRST = (
 # the same tiny models, and a program is compiled once per run instead of once
 # per process. DRE_JAX_TEST_COMPILATION_CACHE=0 turns it off; a
 # JAX_COMPILATION_CACHE_DIR already set is used as it is.
-COMPILATION_CACHE = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.1",
+COMPILATION_CACHE = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
                      "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
