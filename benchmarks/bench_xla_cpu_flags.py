@@ -60,7 +60,9 @@ def _torch_model():
 
 
 def _child_jax(batch: int, size: int, reps: int, weights: str,
-               as_argument: bool = False) -> dict:
+               pass_weights: str = "constants") -> dict:
+  """pass_weights: "constants" (closed over), "weights_as_arguments" or
+  "auto_layout" (arguments in the layout XLA picks; `FLAG_SETS`)."""
   import functools
   import jax
   import jax.numpy as jnp
@@ -82,14 +84,14 @@ def _child_jax(batch: int, size: int, reps: int, weights: str,
     logits = classifier.logits(images)
     t = jax.lax.stop_gradient(jnp.argmax(logits, -1))
     return optax.softmax_cross_entropy_with_integer_labels(logits, t).sum()
-  if as_argument == "auto_layout":  # weights as inputs, in the layout XLA picks
+  if pass_weights == "auto_layout":  # weights as inputs, in the layout XLA picks
     from jax.experimental.layout import Format, Layout
     formats = jax.tree.map(lambda _: Format(Layout.AUTO), classifier)
     compiled = jax.jit(jax.grad(loss), in_shardings=(None, formats)).lower(
         x, classifier).compile()
     laid_out = jax.device_put(classifier, compiled.input_formats[0][1])
     grad = lambda images: compiled(images, laid_out)  # compiled ahead of the first call
-  elif as_argument:  # as the library's explainers take it: weights are inputs
+  elif pass_weights == "weights_as_arguments":  # as the library's explainers take it: weights are inputs
     grad = functools.partial(jax.jit(jax.grad(loss)), classifier=classifier)
   else:  # closed over: the weights are constants of the compiled program
     grad = jax.jit(lambda images: jax.grad(loss)(images, classifier))
@@ -139,8 +141,7 @@ def child(args) -> None:
     out = _child_torch(args.batch_size, args.image_size, args.reps, args.weights)
   else:
     out = _child_jax(args.batch_size, args.image_size, args.reps, args.weights,
-                     as_argument={"weights_as_arguments": True, "auto_layout": "auto_layout"
-                                  }.get(args.child, False))
+                     pass_weights=args.child)
   print("RESULT " + json.dumps(out), flush=True)
 
 
