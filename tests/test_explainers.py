@@ -146,6 +146,23 @@ def test_smoothgrad_without_noise_is_the_vanilla_gradient(classifier, batch):
   assert float(jnp.max(plain[0])) > 0  # not a comparison of zeros
 
 
+def test_gradient_methods_chunk_pairs_evenly_with_the_same_maps(classifier, batch):
+  """Any chunk size gives the same SmoothGrad maps; the default chunk is the
+  CPU's pixel budget (8 images at 224 px) or 64 pairs on an accelerator."""
+  assert gradients.default_batch_size((2, 224, 224, 3)) == 8
+  assert gradients.default_batch_size((2, 96, 96, 3)) == 43
+  assert gradients.default_batch_size((2, 16, 16, 3)) == 64
+  assert gradients.default_batch_size((2, 224, 224, 3), backend="gpu") == 64
+  assert gradients.default_batch_size((2, 2000, 2000, 3)) == 1
+  images, target = batch
+  maps = [run("smgrad", classifier, images, target, jax.random.key(0), samples=3,
+              batch_size=b) for b in (None, 1, 5, 12, 64)]
+  for m in maps[1:]:
+    np.testing.assert_allclose(m, maps[0], rtol=1e-5, atol=1e-6 * float(maps[0].max()))
+  with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    run("smgrad", classifier, images, target, jax.random.key(0), samples=3, batch_size=0)
+
+
 @pytest.mark.parametrize("name,settings", [("smgrad", {"samples": 3}),
                                            ("mpert", {"iterations": 5})])
 def test_equal_keys_equal_maps_different_keys_different_maps(name, settings,

@@ -1,5 +1,7 @@
 """Shared model layers against independent implementations."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,3 +61,74 @@ def test_depthwise_conv_auto_picks_slices_on_cpu():
 def test_depthwise_conv_rejects_unknown_impl():
   with pytest.raises(ValueError, match="'slices', 'grouped'"):
     _has_convolution("winograd")
+
+
+# (stride, padding, kernel size, rhs dilation): the classifiers' convolutions
+# (strided 1x1 shortcuts, 3x3 and 7x7 with symmetric padding, TF "SAME").
+CONV_CASES = [(1, ((1, 1), (1, 1)), 3, 1), (2, ((3, 3), (3, 3)), 7, 1),
+              (2, ((0, 0), (0, 0)), 1, 1), (2, "SAME", 3, 1), (1, "SAME", 3, 2)]
+
+
+def _conv(impl, stride, padding, rhs_dilation):
+  return lambda x, w: layers.conv_general_dilated(
+      x, w, (stride, stride), padding, rhs_dilation=(rhs_dilation,) * 2,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), impl=impl)
+
+
+@pytest.mark.parametrize("stride,padding,kernel,rhs_dilation", CONV_CASES)
+def test_transposed_kernel_conv_has_lax_values_and_derivatives(stride, padding, kernel,
+                                                               rhs_dilation):
+  x = jax.random.normal(jax.random.key(0), (2, 11, 12, 5))
+  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 7))
+  ours, ref = (_conv(impl, stride, padding, rhs_dilation)
+               for impl in ("transposed_kernel", "lax"))
+  close = lambda a, b: np.testing.assert_allclose(  # noqa: E731
+      np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
+  close(ours(x, w), ref(x, w))
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # noqa: E731
+  for a, b in zip(jax.grad(loss(ours), argnums=(0, 1))(x, w),
+                  jax.grad(loss(ref), argnums=(0, 1))(x, w)):
+    close(a, b)
+  # Forward mode, each argument alone and both, and a second derivative.
+  dx, dw = jax.random.normal(jax.random.key(2), x.shape), jax.random.normal(
+      jax.random.key(3), w.shape)
+  for tangents in ((dx, jnp.zeros_like(w)), (jnp.zeros_like(x), dw), (dx, dw)):
+    close(jax.jvp(ours, (x, w), tangents)[1], jax.jvp(ref, (x, w), tangents)[1])
+  input_grad_norm = lambda f: lambda x, w: jnp.sum(  # noqa: E731
+      jax.grad(loss(f))(x, w) ** 2)
+  close(jax.grad(input_grad_norm(ours), argnums=1)(x, w),
+        jax.grad(input_grad_norm(ref), argnums=1)(x, w))
+
+
+def _loop_program_dim_labels(impl: str) -> list[str]:
+  """The kernel layouts of the convolutions of a compiled `lax.scan` whose body
+  takes the input gradient of two convolutions with constant kernels."""
+  w1 = jax.random.normal(jax.random.key(1), (3, 3, 3, 8))
+  w2 = jax.random.normal(jax.random.key(2), (3, 3, 8, 4))
+  conv = _conv(impl, 1, "SAME", 1)
+  score = lambda x: jnp.sum(jnp.sin(conv(jax.nn.relu(conv(x, w1)), w2)))  # noqa: E731
+
+  def body(total, x):
+    return total + jax.grad(score)(x), None
+
+  program = jax.jit(lambda xs: jax.lax.scan(body, jnp.zeros(xs.shape[1:]), xs)[0])
+  text = program.lower(jnp.zeros((3, 1, 16, 16, 3))).compile().as_text()
+  return re.findall(r"dim_labels=\w+_(\w+)->", text)
+
+
+def test_transposed_kernel_input_gradient_is_canonical_inside_a_loop():
+  """XLA:CPU rewrites a convolution to its fast kernel layout ("01io") only in a
+  program's top-level computation; the input gradient's convolutions inside a
+  loop body keep JAX's swapped layout ("01oi") unless the kernel is transposed
+  explicitly, as impl "transposed_kernel" does."""
+  assert jax.default_backend() == "cpu"
+  assert layers.conv_impl("auto") == "transposed_kernel"
+  assert layers.conv_impl("auto", backend="gpu") == "lax"
+  ours = _loop_program_dim_labels("transposed_kernel")
+  plain = _loop_program_dim_labels("lax")
+  assert len(ours) >= 3 and set(ours) == {"01io"}, (ours, plain)
+
+
+def test_conv_rejects_unknown_impl():
+  with pytest.raises(ValueError, match="'transposed_kernel' or 'lax'"):
+    layers.conv_impl("winograd")

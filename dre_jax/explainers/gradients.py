@@ -13,15 +13,18 @@ sample images x_s with weights w_s,
          attribution is (x - x') * A(x)
 
 computed by one function, `_gradient_sum`: all (sample, image) pairs of a
-batch run through the classifier in chunks of `batch_size` pairs inside one
-`lax.scan` (one compiled program, memory bounded by `batch_size` whatever the
-number of samples or images), each chunk's gradients added into its images'
-sums. When all pairs fit in one chunk there is no loop: on XLA:CPU the
-convolutions of a loop body run ~1.7x slower than the same pass outside one
-(ResNet50, 224 px: the loop body's optimised HLO has none of the 53 layout
-transposes of the plain pass), a cost every loop-based method pays on a CPU. A sample's noise or path point depends on the key and the sample index
-only, never on the image's position in the batch, so a batch gives the same
-maps as its images one at a time.
+batch run through the classifier in equal chunks of at most `batch_size` pairs
+inside one `lax.scan` (one compiled program, memory bounded by `batch_size`
+whatever the number of samples or images), each chunk's gradients added into
+its images' sums; when all pairs fit in one chunk there is no loop. The
+default `batch_size` (`default_batch_size`) is 64 pairs on accelerators and,
+on the CPU, about eight 224 x 224 images' worth of pixels: XLA:CPU runs a
+ResNet50 forward + input gradient at 224 px ~1.6x faster per image in chunks
+of 4-8 than of 64 (cache; docs/benchmarks.md). The classifiers' convolutions
+keep their fast CPU form inside the loop (`models.layers.conv_general_dilated`).
+A sample's noise or path point depends on the key and the sample index only,
+never on the image's position in the batch, so a batch gives the same maps as
+its images one at a time.
 
 The per-pixel map [N, H, W] reduces the 3 colour channels (`channels`):
 "max_abs" (Simonyan et al. Sec. 3.1: M_ij = max_c |w_ijc|), "abs_sum" (PAIR
@@ -61,20 +64,45 @@ def reduce_channels(attribution: jnp.ndarray, channels: str) -> jnp.ndarray:
   raise ValueError(f"channels must be one of {REDUCTIONS}, got {channels!r}")
 
 
+# The pixels of the (sample, image) pairs of one classifier pass on the CPU by
+# default: eight 224 x 224 images (see `default_batch_size`).
+CPU_PIXELS_PER_PASS = 8 * 224 * 224
+
+
+def default_batch_size(image_shape: tuple[int, ...], backend: str | None = None) -> int:
+  """(sample, image) pairs per classifier pass for images of `image_shape`
+  ([..., H, W, C]) on `backend` (default `jax.default_backend()`): 64 on GPUs
+  and TPUs; on the CPU CPU_PIXELS_PER_PASS // (H * W), between 1 and 64 (8 at
+  224 px, 43 at 96 px). ResNet50, 224 px, one core, SmoothGrad's pairs in
+  chunks of 4 / 8 / 16 / 32 / 64: 214-237 / 222 / 254 / 291 / 357 ms per pair
+  (a probe of this module's scan, recorded in docs/benchmarks.md)."""
+  if (backend or jax.default_backend()) != "cpu":
+    return 64
+  height, width = image_shape[-3], image_shape[-2]
+  return int(np.clip(CPU_PIXELS_PER_PASS // (height * width), 1, 64))
+
+
 def _gradient_sum(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                   sample_fn, weights: np.ndarray, score: str,
-                  batch_size: int, squared: bool = False) -> jnp.ndarray:
+                  batch_size: int | None, squared: bool = False) -> jnp.ndarray:
   """(*): sum_s weights[s] * dS_t(sample_fn(s, x))/dx for each image x: [N, H, W, 3];
   squared: sum_s weights[s] * (dS_t(sample_fn(s, x))/dx)^2.
 
   sample_fn(s, x): sample index s (int32 scalar) and one image [H, W, 3] -> the
   sample image [H, W, 3]; it must not depend on anything but s and x.
+  batch_size: at most this many pairs per pass (None: `default_batch_size`),
+  in chunks of equal size (100 pairs at 64: two passes of 50, not 64 + 36
+  padded to 64).
   """
   n = images.shape[0]
   num_samples = len(weights)
   total = num_samples * n
-  chunk = max(1, min(int(batch_size), total))
-  steps = math.ceil(total / chunk)
+  if batch_size is None:
+    batch_size = default_batch_size(images.shape)
+  if int(batch_size) < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  steps = math.ceil(total / min(int(batch_size), total))
+  chunk = math.ceil(total / steps)
   weights = jnp.asarray(weights, jnp.float32)
 
   def score_sum(x, t, w):
@@ -110,14 +138,15 @@ def _vgrad_passes(**_) -> float:
                    reference="Simonyan, Vedaldi & Zisserman, ICLR workshop 2014")
 def vanilla_gradient(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                      key=None, *, score: str = "logit", channels: str = "max_abs",
-                     batch_size: int = 64) -> jnp.ndarray:
+                     batch_size: int | None = None) -> jnp.ndarray:
   """Vanilla gradient: M_ij = max_c |dS_t/dI_ijc| (Simonyan et al. 2014, Sec. 3.1).
 
   Settings (defaults and their sources):
     score: "logit": the unnormalised class score S_t, as in Simonyan et al.
       Sec. 3.1 ("probability" and "log_probability" are available).
     channels: "max_abs", Simonyan et al. Sec. 3.1 (see `reduce_channels`).
-    batch_size: images per classifier pass (memory bound; not a paper setting).
+    batch_size: images per classifier pass (memory bound; not a paper
+      setting; None: `default_batch_size`).
 
   Returns [N, H, W] float32 >= 0. One forward + backward pass per image.
   """
@@ -141,7 +170,7 @@ def _smgrad_passes(*, samples: int, **_) -> float:
 def smooth_grad(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
                 key=None, *, samples: int = 50, noise: float = 0.15,
                 magnitude: bool = True, score: str = "logit",
-                channels: str = "abs_sum", batch_size: int = 64) -> jnp.ndarray:
+                channels: str = "abs_sum", batch_size: int | None = None) -> jnp.ndarray:
   """SmoothGrad, Smilkov et al. 2017 Eq. 3: mean gradient over x + N(0, sigma^2).
 
   sigma = noise * (max(x) - min(x)) of each image (Sec. 3: noise "as a fraction
@@ -159,7 +188,8 @@ def smooth_grad(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray
     score: the logit S_t, as `vgrad`.
     channels: "abs_sum", PAIR saliency's `VisualizeImageGrayscale` (see the
       module docstring).
-    batch_size: (sample, image) pairs per classifier pass (memory bound).
+    batch_size: (sample, image) pairs per classifier pass (memory bound;
+      None: `default_batch_size`).
 
   Returns [N, H, W] float32 >= 0. `samples` forward + backward passes per image.
   """
@@ -215,7 +245,7 @@ def integrated_gradients(classifier: Classifier, images: jnp.ndarray,
                          target: jnp.ndarray, key=None, *, steps: int = 200,
                          baseline: float = 0.0, method: str = "riemann_trapezoid",
                          score: str = "logit", channels: str = "abs_sum",
-                         batch_size: int = 64) -> jnp.ndarray:
+                         batch_size: int | None = None) -> jnp.ndarray:
   """Integrated Gradients, Sundararajan et al. 2017 Eqs. 1 and 3.
 
       IG_i(x) = (x_i - x'_i) * int_0^1 dS_t(x' + a (x - x'))/dx_i da
@@ -236,7 +266,8 @@ def integrated_gradients(classifier: Classifier, images: jnp.ndarray,
     channels: "abs_sum", PAIR saliency's `VisualizeImageGrayscale` of its
       IntegratedGradients (see the module docstring); "sum" keeps the sign
       and completeness (the map sums to S_t(x) - S_t(x')).
-    batch_size: (path point, image) pairs per classifier pass (memory bound).
+    batch_size: (path point, image) pairs per classifier pass (memory bound;
+      None: `default_batch_size`).
 
   Returns [N, H, W] float32 (>= 0 for "abs_sum"). `steps` forward + backward
   passes per image.

@@ -55,8 +55,8 @@ def _batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
 
 def _conv(features: int, kernel: int, dtype, name: str, stride: int = 1
           ) -> nn.Conv:
-  return nn.Conv(features, (kernel, kernel), strides=stride, padding="SAME",
-                 use_bias=False, dtype=dtype, name=name)
+  return layers.conv(features, kernel, stride=stride, padding="SAME", dtype=dtype,
+                     name=name)
 
 
 class MBConv(nn.Module):

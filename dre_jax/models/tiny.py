@@ -28,8 +28,8 @@ class TinyCNN(nn.Module):
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
       stride = 4 if i == 0 else 2
-      x = nn.Conv(width, (3, 3), strides=stride, padding=1, use_bias=False,
-                  dtype=self.dtype, name=f"conv{i + 1}")(x)
+      x = layers.conv(width, 3, stride=stride, padding=1, dtype=self.dtype,
+                      name=f"conv{i + 1}")(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                        epsilon=1e-5, dtype=self.dtype, name=f"bn{i + 1}")(x)
       x = nn.relu(x)
