@@ -120,8 +120,9 @@ def markdown(summary: dict, meta: dict) -> str:
            "|---|---|---|---|---|"]
   for name, s in summary.items():
     impl, chunk = parse_set(name)
-    form = {"lax": "lax.conv_general_dilated (scan)",
-            "transposed_kernel": "transposed kernel (scan)",
+    loop = "a scan" if chunk < 2 * meta["samples"] else "one pass, no loop"
+    form = {"lax": f"lax.conv_general_dilated ({loop})",
+            "transposed_kernel": f"transposed kernel ({loop})",
             "torch": "torch forward + input gradient, 1 thread"}[impl]
     if "ms" not in s:
       lines.append(f"| {name} | {form} | {chunk} | failed: {s.get('error')} | |")
@@ -141,7 +142,13 @@ def main(argv=None) -> None:
   parser.add_argument("--sets", default=DEFAULT_SETS)
   parser.add_argument("--out", default="results/bench_cpu_loop_chunks")
   parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+  parser.add_argument("--render", default="", help=argparse.SUPPRESS)  # OUT.json -> OUT.md
   args = parser.parse_args(argv)
+  if args.render:
+    import common  # noqa: E402
+    data = json.load(open(args.render + ".json"))
+    common.write_atomic(args.render + ".md", markdown(data["summary"], data))
+    return
   if args.child:
     os.sched_setaffinity(0, {0})
     impl, chunk = parse_set(args.child)

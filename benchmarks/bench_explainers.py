@@ -20,8 +20,11 @@ program's temporary + argument + output bytes (`memory_analysis`);
 
 With torch, torchvision and captum installed, Captum's Saliency, NoiseTunnel
 SmoothGrad, IntegratedGradients and LayerGradCam run on torchvision's resnet50
-with the same (random, frozen) weights, batch, sample counts and targets; each Captum
-call alternates with the JAX call it is compared with, so both see the same load.
+with the same (random, frozen) weights, batch, sample counts and targets, at most
+`--captum_batch_size` images per pass (default: the JAX gradient methods' chunk,
+`gradients.default_batch_size`: 8 at 224 px on a CPU, where torch's pass is also
+faster per image in small batches; 64 on a GPU); each Captum call alternates
+with the JAX call it is compared with, so both see the same load.
 
 `--loop=vgrad,gcam,...` also times a Python loop over one-image calls (JAX and
 Captum) of those methods: what batching gains (on a GPU the issue expects >=
@@ -56,6 +59,7 @@ import common  # noqa: E402
 
 from dre_jax import explainers  # noqa: E402
 from dre_jax.explainers import captum as captum_lib  # noqa: E402
+from dre_jax.explainers import gradients  # noqa: E402
 from dre_jax.classifier import Classifier  # noqa: E402
 from dre_jax.estimator import DRE  # noqa: E402
 from dre_jax.models import registry  # noqa: E402
@@ -168,8 +172,12 @@ def bench_arch(arch: str, args) -> dict:
       import captum  # noqa: F401
     except ImportError:
       run_captum = False
+  # Captum's images per pass: the JAX gradient methods' default chunk on this
+  # backend (`gradients.default_batch_size`) unless --captum_batch_size is given.
+  captum_batch = args.captum_batch_size or gradients.default_batch_size(images.shape)
   captum = (captum_fns(torch_model, np.asarray(images), np.asarray(target),
-                       args.samples, classifier.mean, classifier.std)
+                       args.samples, classifier.mean, classifier.std,
+                       batch_size=captum_batch)
             if run_captum else {})
   for name in args.methods:
     settings = explainers.quick_settings(name, args.samples, args.iterations)
@@ -230,7 +238,8 @@ def bench_arch(arch: str, args) -> dict:
   for row in rows:
     row["vs_passes"] = row["s_per_img"] / (row["passes"] * best)
   return {"arch": arch, "fb_s_per_img": best,
-          "forward_s_per_img": base["forward"] / args.batch_size, "rows": rows}
+          "forward_s_per_img": base["forward"] / args.batch_size, "rows": rows,
+          "captum_batch_size": captum_batch if run_captum else None}
 
 
 def markdown(results: list[dict], args) -> str:
@@ -242,7 +251,10 @@ def markdown(results: list[dict], args) -> str:
          f"iterations, `s/img (full)` scaled to the papers' counts.\n"]
   for r in results:
     out.append(f"## {r['arch']}: best forward + backward {r['fb_s_per_img'] * 1e3:.1f} "
-               f"ms/img, forward {r['forward_s_per_img'] * 1e3:.1f} ms/img\n")
+               f"ms/img, forward {r['forward_s_per_img'] * 1e3:.1f} ms/img"
+               + (f"; Captum at most {r['captum_batch_size']} images per pass, the JAX "
+                  "gradient methods' default chunk" if r.get("captum_batch_size") else "")
+               + "\n")
     out.append("| method | passes/img (run / full) | s/img | s/img (full) | vs passes "
                "(best / interleaved) | XLA memory GiB | Captum | Captum s/img | "
                "JAX speedup |")
@@ -298,6 +310,9 @@ def main(argv=None):
                       help="methods also timed as a loop of one-image calls, "
                            "e.g. vgrad,gcam,dre")
   parser.add_argument("--no_captum", action="store_true")
+  parser.add_argument("--captum_batch_size", type=int, default=0,
+                      help="images per Captum pass (default: the JAX gradient "
+                           "methods' default chunk, gradients.default_batch_size)")
   parser.add_argument("--constants", action="store_true",
                       help="also time each method with the classifier closed over "
                            "(its variables constants of the compiled program)")

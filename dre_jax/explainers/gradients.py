@@ -19,8 +19,8 @@ whatever the number of samples or images), each chunk's gradients added into
 its images' sums; when all pairs fit in one chunk there is no loop. The
 default `batch_size` (`default_batch_size`) is 64 pairs on accelerators and,
 on the CPU, about eight 224 x 224 images' worth of pixels: XLA:CPU runs a
-ResNet50 forward + input gradient at 224 px ~1.6x faster per image in chunks
-of 4-8 than of 64 (cache; docs/benchmarks.md). The classifiers' convolutions
+ResNet50 forward + input gradient at 224 px 1.2x faster per image in chunks
+of 4-8 than in one pass of 32 (cache; docs/benchmarks.md). The classifiers' convolutions
 keep their fast CPU form inside the loop (`models.layers.conv_general_dilated`).
 A sample's noise or path point depends on the key and the sample index only,
 never on the image's position in the batch, so a batch gives the same maps as
@@ -74,8 +74,9 @@ def default_batch_size(image_shape: tuple[int, ...], backend: str | None = None)
   ([..., H, W, C]) on `backend` (default `jax.default_backend()`): 64 on GPUs
   and TPUs; on the CPU CPU_PIXELS_PER_PASS // (H * W), between 1 and 64 (8 at
   224 px, 43 at 96 px). ResNet50, 224 px, one core, SmoothGrad's pairs in
-  chunks of 4 / 8 / 16 / 32 / 64: 214-237 / 222 / 254 / 291 / 357 ms per pair
-  (a probe of this module's scan, recorded in docs/benchmarks.md)."""
+  chunks of 4 / 8 / 16 inside the scan and in one pass of 32: 218.6 / 222.9 /
+  245.5 / 266.8 ms per pair; torch's pass at batch 8 / 32: 237.3 / 291.2 ms
+  per image (`benchmarks/bench_cpu_loop_chunks.py`, docs/benchmarks.md)."""
   if (backend or jax.default_backend()) != "cpu":
     return 64
   height, width = image_shape[-3], image_shape[-2]
@@ -122,7 +123,7 @@ def _gradient_sum(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarr
       g = jax.grad(score_sum)(x, target[i], w)
     return total_grad.at[i].add(g), None
 
-  if steps == 1:  # no loop: XLA:CPU runs convolutions inside loops ~1.7x slower
+  if steps == 1:  # one chunk: no loop
     return body(jnp.zeros_like(images), 0)[0]
   total_grad, _ = jax.lax.scan(body, jnp.zeros_like(images), jnp.arange(steps))
   return total_grad

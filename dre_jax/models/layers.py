@@ -57,8 +57,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   "transposed_kernel" (`conv_impl`: the default on CPU) the tangent of the
   input is written as a convolution with `swapaxes(kernel, in, out)`, whose
   transpose (the input gradient) is a "01io" convolution wherever it runs:
-  ResNet50, 224 px, one core, SmoothGrad in chunks of 4 inside a scan, 464 ->
-  214 ms per image and pass (`benchmarks/bench_explainers.py`,
+  ResNet50, 224 px, one core, SmoothGrad in chunks of 8 pairs inside a scan:
+  459 -> 223 ms per pair (`benchmarks/bench_cpu_loop_chunks.py`,
   docs/benchmarks.md). Grouped convolutions and impl "lax" call
   `jax.lax.conv_general_dilated` unchanged.
   """
