@@ -26,11 +26,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import children  # noqa: E402
 
 DEFAULT_SETS = ("lax@8,lax@32,transposed_kernel@4,transposed_kernel@8,"
                 "transposed_kernel@16,transposed_kernel@32,torch@8,torch@32")
@@ -54,23 +53,15 @@ def _child_jax(impl: str, chunk: int, size: int, samples: int, reps: int) -> dic
     fn = jit_for(lambda c, x, t, k: gradients.smooth_grad(
         c, x, t, k, samples=samples, batch_size=chunk), classifier)
     key = jax.random.key(2)
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(classifier, images, target, key))
-    first = time.perf_counter() - t0
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(classifier, images, target, key))
-    times.append(time.perf_counter() - t0)
-  return {"first_call_s": first, "times": times, "items": 2 * samples}
+    # The first call (inside the patch) traces and compiles.
+    timed = children.time_first_and_reps(
+        lambda: fn(classifier, images, target, key), reps, jax.block_until_ready)
+  return {**timed, "items": 2 * samples}
 
 
 def _child_torch(batch: int, size: int, reps: int) -> dict:
   import torch
-  import torchvision
-  torch.set_num_threads(1)
-  torch.manual_seed(0)
-  model = torchvision.models.resnet50().eval().requires_grad_(False)
+  model = children.torch_resnet50()
   x = torch.rand(batch, 3, size, size)
 
   def grad():
@@ -79,15 +70,7 @@ def _child_torch(batch: int, size: int, reps: int) -> dict:
     logits.gather(1, logits.argmax(-1, keepdim=True)).sum().backward()
     return images.grad
 
-  t0 = time.perf_counter()
-  grad()
-  first = time.perf_counter() - t0
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    grad()
-    times.append(time.perf_counter() - t0)
-  return {"first_call_s": first, "times": times, "items": batch}
+  return {**children.time_first_and_reps(grad, reps), "items": batch}
 
 
 def parse_set(name: str) -> tuple[str, int]:
@@ -98,14 +81,9 @@ def parse_set(name: str) -> tuple[str, int]:
 
 
 def run_child(name: str, args) -> dict:
-  cmd = [sys.executable, os.path.abspath(__file__), f"--child={name}",
-         f"--image_size={args.image_size}", f"--samples={args.samples}",
-         f"--reps={args.reps}"]
-  proc = subprocess.run(cmd, capture_output=True, text=True)
-  for line in proc.stdout.splitlines():
-    if line.startswith("RESULT "):
-      return json.loads(line[len("RESULT "):])
-  return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+  return children.run_child(__file__, [
+      f"--child={name}", f"--image_size={args.image_size}",
+      f"--samples={args.samples}", f"--reps={args.reps}"])
 
 
 def markdown(summary: dict, meta: dict) -> str:
@@ -156,7 +134,7 @@ def main(argv=None) -> None:
       out = _child_torch(chunk, args.image_size, args.reps)
     else:
       out = _child_jax(impl, chunk, args.image_size, args.samples, args.reps)
-    print("RESULT " + json.dumps(out), flush=True)
+    children.report(out)
     return
   import common  # noqa: E402  (the parent only: it imports jax)
   names = [n for n in args.sets.split(",") if n]
@@ -165,21 +143,11 @@ def main(argv=None) -> None:
       parse_set(name)
     except ValueError as e:
       parser.error(str(e))
-  per_round = {n: [] for n in names}
-  errors = {}
-  for r in range(args.rounds):
-    for name in names:
-      got = run_child(name, args)
-      if "error" in got:
-        errors[name] = got["error"]
-        print(f"round {r + 1} {name}: failed {got['error']}", flush=True)
-        continue
-      ms = 1e3 * statistics.median(got["times"]) / got["items"]
-      per_round[name].append(ms)
-      print(f"round {r + 1} {name}: {ms:.1f} ms per pair (first call "
-            f"{got['first_call_s']:.1f} s)", flush=True)
-  summary = {n: ({"ms": statistics.median(v), "rounds": v} if v else
-                 {"error": errors.get(n)}) for n, v in per_round.items()}
+  summary = children.interleaved_rounds(
+      names, args.rounds, lambda name: run_child(name, args),
+      lambda name, got: 1e3 * statistics.median(got["times"]) / got["items"], "ms per pair")
+  summary = {n: ({"ms": v["median"], "rounds": v["rounds"]} if "median" in v else v)
+             for n, v in summary.items()}
   meta = {"command": common.command(), "machine": common.machine(),
           "size": args.image_size, "samples": args.samples, "reps": args.reps,
           "rounds": args.rounds}

@@ -22,8 +22,9 @@ With torch, torchvision and captum installed, Captum's Saliency, NoiseTunnel
 SmoothGrad, IntegratedGradients and LayerGradCam run on torchvision's resnet50
 with the same (random, frozen) weights, batch, sample counts and targets, at most
 `--captum_batch_size` images per pass (default: the JAX gradient methods' chunk,
-`gradients.default_batch_size`: 8 at 224 px on a CPU, where torch's pass is also
-faster per image in small batches; 64 on a GPU); each Captum call alternates
+`gradients.default_batch_size`: 8 on a CPU, where torch's pass at 224 px is also
+faster per image at 8 than at 32, though at 96 px faster at 43,
+`benchmarks/bench_cpu_loop_chunks.py`; 64 on a GPU); each Captum call alternates
 with the JAX call it is compared with, so both see the same load.
 
 `--loop=vgrad,gcam,...` also times a Python loop over one-image calls (JAX and

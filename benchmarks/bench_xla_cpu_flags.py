@@ -23,11 +23,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import children  # noqa: E402
 
 # name -> XLA_FLAGS (each a flag of this jaxlib's CPU backend).
 FLAG_SETS = {
@@ -52,13 +51,6 @@ FLAG_SETS = {
 }
 
 
-def _torch_model():
-  import torch
-  import torchvision
-  torch.manual_seed(0)
-  return torchvision.models.resnet50().eval().requires_grad_(False)
-
-
 def _child_jax(batch: int, size: int, reps: int, weights: str,
                pass_weights: str = "constants") -> dict:
   """pass_weights: "constants" (closed over), "weights_as_arguments" or
@@ -72,7 +64,7 @@ def _child_jax(batch: int, size: int, reps: int, weights: str,
   if weights == "torch":  # the torch child's network, ported
     from dre_jax.io import torch_weights
     from dre_jax.models import registry
-    state = {k: v.numpy() for k, v in _torch_model().state_dict().items()}
+    state = {k: v.numpy() for k, v in children.torch_resnet50().state_dict().items()}
     classifier = Classifier.create("resnet50", torch_weights.torch_to_flax(
         registry.get("resnet50"), state, 1000))
   else:
@@ -95,22 +87,13 @@ def _child_jax(batch: int, size: int, reps: int, weights: str,
     grad = functools.partial(jax.jit(jax.grad(loss)), classifier=classifier)
   else:  # closed over: the weights are constants of the compiled program
     grad = jax.jit(lambda images: jax.grad(loss)(images, classifier))
-  t0 = time.perf_counter()
-  jax.block_until_ready(grad(x))
-  first = time.perf_counter() - t0
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    jax.block_until_ready(grad(x))
-    times.append(time.perf_counter() - t0)
-  return {"first_call_s": first, "times": times}
+  return children.time_first_and_reps(lambda: grad(x), reps, jax.block_until_ready)
 
 
 def _child_torch(batch: int, size: int, reps: int, weights: str) -> dict:
   import torch
   del weights  # torchvision's initialisation, seed 0, always
-  torch.set_num_threads(1)
-  model = _torch_model()  # frozen: the input gradient only, as JAX
+  model = children.torch_resnet50()  # frozen: the input gradient only, as JAX
   x = torch.rand(batch, 3, size, size)
 
   def grad():
@@ -120,15 +103,7 @@ def _child_torch(batch: int, size: int, reps: int, weights: str) -> dict:
     torch.nn.functional.cross_entropy(logits, t, reduction="sum").backward()
     return images.grad
 
-  t0 = time.perf_counter()
-  grad()
-  first = time.perf_counter() - t0
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    grad()
-    times.append(time.perf_counter() - t0)
-  return {"first_call_s": first, "times": times, "torch": torch.__version__}
+  return {**children.time_first_and_reps(grad, reps), "torch": torch.__version__}
 
 
 def child(args) -> None:
@@ -142,7 +117,7 @@ def child(args) -> None:
   else:
     out = _child_jax(args.batch_size, args.image_size, args.reps, args.weights,
                      pass_weights=args.child)
-  print("RESULT " + json.dumps(out), flush=True)
+  children.report(out)
 
 
 def run_child(name: str, args) -> dict:
@@ -150,14 +125,10 @@ def run_child(name: str, args) -> dict:
   env.pop("XLA_FLAGS", None)
   if name != "torch":
     env["XLA_FLAGS"] = FLAG_SETS[name]
-  cmd = [sys.executable, os.path.abspath(__file__), f"--child={name}",
-         f"--batch_size={args.batch_size}", f"--image_size={args.image_size}",
-         f"--reps={args.reps}", f"--weights={args.weights}"]
-  proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-  for line in proc.stdout.splitlines():
-    if line.startswith("RESULT "):
-      return json.loads(line[len("RESULT "):])
-  return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+  return children.run_child(__file__, [
+      f"--child={name}", f"--batch_size={args.batch_size}",
+      f"--image_size={args.image_size}", f"--reps={args.reps}",
+      f"--weights={args.weights}"], env)
 
 
 def markdown(summary: dict, meta: dict) -> str:
@@ -203,26 +174,11 @@ def main(argv=None) -> None:
   if unknown:
     parser.error(f"unknown flag sets {unknown}; known: {sorted(FLAG_SETS)}")
   names.append("torch")
-  per_round = {n: [] for n in names}
-  errors = {}
-  for r in range(args.rounds):
-    for name in names:
-      got = run_child(name, args)
-      if "error" in got:
-        errors[name] = got["error"]
-        print(f"round {r + 1} {name}: failed {got['error']}", flush=True)
-        continue
-      ms = 1e3 * statistics.median(got["times"]) / args.batch_size
-      per_round[name].append(ms)
-      print(f"round {r + 1} {name}: {ms:.1f} ms/img (first call "
-            f"{got['first_call_s']:.1f} s)", flush=True)
-  summary = {}
-  for name in names:
-    if per_round[name]:
-      summary[name] = {"ms_per_image": statistics.median(per_round[name]),
-                       "rounds": per_round[name]}
-    else:
-      summary[name] = {"error": errors.get(name)}
+  summary = children.interleaved_rounds(
+      names, args.rounds, lambda name: run_child(name, args),
+      lambda name, got: 1e3 * statistics.median(got["times"]) / args.batch_size, "ms/img")
+  summary = {n: ({"ms_per_image": v["median"], "rounds": v["rounds"]} if "median" in v
+                 else v) for n, v in summary.items()}
   meta = {"command": common.command(), "machine": common.machine(),
           "batch": args.batch_size, "size": args.image_size, "reps": args.reps,
           "rounds": args.rounds, "weights": args.weights}

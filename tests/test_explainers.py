@@ -147,11 +147,11 @@ def test_smoothgrad_without_noise_is_the_vanilla_gradient(classifier, batch):
 
 
 def test_gradient_methods_chunk_pairs_evenly_with_the_same_maps(classifier, batch):
-  """Any chunk size gives the same SmoothGrad maps; the default chunk is the
-  CPU's pixel budget (8 images at 224 px) or 64 pairs on an accelerator."""
+  """Any chunk size gives the same SmoothGrad maps; the default chunk is 8 pairs
+  on the CPU (fewer above 224 x 224 px) or 64 on an accelerator."""
   assert gradients.default_batch_size((2, 224, 224, 3)) == 8
-  assert gradients.default_batch_size((2, 96, 96, 3)) == 43
-  assert gradients.default_batch_size((2, 16, 16, 3)) == 64
+  assert gradients.default_batch_size((2, 96, 96, 3)) == 8
+  assert gradients.default_batch_size((2, 320, 320, 3)) == 3
   assert gradients.default_batch_size((2, 224, 224, 3), backend="gpu") == 64
   assert gradients.default_batch_size((2, 2000, 2000, 3)) == 1
   images, target = batch

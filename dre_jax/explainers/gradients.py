@@ -17,10 +17,10 @@ batch run through the classifier in equal chunks of at most `batch_size` pairs
 inside one `lax.scan` (one compiled program, memory bounded by `batch_size`
 whatever the number of samples or images), each chunk's gradients added into
 its images' sums; when all pairs fit in one chunk there is no loop. The
-default `batch_size` (`default_batch_size`) is 64 pairs on accelerators and,
-on the CPU, about eight 224 x 224 images' worth of pixels: XLA:CPU runs a
-ResNet50 forward + input gradient at 224 px 1.2x faster per image in chunks
-of 4-8 than in one pass of 32 (cache; docs/benchmarks.md). The classifiers' convolutions
+default `batch_size` (`default_batch_size`) is 64 pairs on accelerators and 8
+on the CPU (fewer above 224 x 224 px): XLA:CPU runs a ResNet50 forward + input
+gradient at 224 px 1.2x faster per image in chunks of 4-8 than in one pass of
+32 (cache; docs/benchmarks.md). The classifiers' convolutions
 keep their fast CPU form inside the loop (`models.layers.conv_general_dilated`).
 A sample's noise or path point depends on the key and the sample index only,
 never on the image's position in the batch, so a batch gives the same maps as
@@ -64,23 +64,27 @@ def reduce_channels(attribution: jnp.ndarray, channels: str) -> jnp.ndarray:
   raise ValueError(f"channels must be one of {REDUCTIONS}, got {channels!r}")
 
 
-# The pixels of the (sample, image) pairs of one classifier pass on the CPU by
-# default: eight 224 x 224 images (see `default_batch_size`).
+# The pairs and the pixels of one classifier pass on the CPU by default: eight
+# pairs, fewer for images above 224 x 224 (see `default_batch_size`).
+CPU_PAIRS_PER_PASS = 8
 CPU_PIXELS_PER_PASS = 8 * 224 * 224
 
 
 def default_batch_size(image_shape: tuple[int, ...], backend: str | None = None) -> int:
   """(sample, image) pairs per classifier pass for images of `image_shape`
   ([..., H, W, C]) on `backend` (default `jax.default_backend()`): 64 on GPUs
-  and TPUs; on the CPU CPU_PIXELS_PER_PASS // (H * W), between 1 and 64 (8 at
-  224 px, 43 at 96 px). ResNet50, 224 px, one core, SmoothGrad's pairs in
-  chunks of 4 / 8 / 16 inside the scan and in one pass of 32: 218.6 / 222.9 /
-  245.5 / 266.8 ms per pair; torch's pass at batch 8 / 32: 237.3 / 291.2 ms
-  per image (`benchmarks/bench_cpu_loop_chunks.py`, docs/benchmarks.md)."""
+  and TPUs; on the CPU CPU_PAIRS_PER_PASS, fewer for larger images (at most
+  CPU_PIXELS_PER_PASS pixels, at least one pair). XLA:CPU and torch both run a
+  ResNet50 forward + input gradient faster per image in small batches (cache):
+  at 224 px, one core, SmoothGrad's pairs in chunks of 4 / 8 / 16 inside the
+  scan and in one pass of 32: 218.6 / 222.9 / 245.5 / 266.8 ms per pair;
+  torch's pass at batch 8 / 32: 237.3 / 291.2 ms per image; at 96 px any
+  chunk of 4-43 runs at 40-41 ms per pair (`benchmarks/bench_cpu_loop_chunks.py`,
+  docs/benchmarks.md)."""
   if (backend or jax.default_backend()) != "cpu":
     return 64
   height, width = image_shape[-3], image_shape[-2]
-  return int(np.clip(CPU_PIXELS_PER_PASS // (height * width), 1, 64))
+  return int(max(1, min(CPU_PAIRS_PER_PASS, CPU_PIXELS_PER_PASS // (height * width))))
 
 
 def _gradient_sum(classifier: Classifier, images: jnp.ndarray, target: jnp.ndarray,
