@@ -330,3 +330,21 @@ def test_efficientnet_lite0_matches_torch():
   np.testing.assert_allclose(np.asarray(taps["head"]),
                              ref_head.numpy().transpose(0, 2, 3, 1), atol=1e-4)
   np.testing.assert_allclose(np.asarray(logits), ref_logits.numpy(), atol=1e-4)
+  # The input gradient (what the gradient explainers read), through the
+  # depthwise layers' custom derivative, against torch's autograd in float64.
+  target = np.asarray(logits).argmax(-1)
+  grad = jax.grad(lambda x: jnp.sum(jnp.take_along_axis(
+      module.apply(variables, x)[0], jnp.asarray(target)[:, None], axis=1)))(jnp.asarray(x))
+
+  def torch_grad(dtype):
+    model = net.to(dtype)
+    x_torch = torch.from_numpy(x.transpose(0, 3, 1, 2)).to(dtype).requires_grad_(True)
+    model(x_torch)[0].gather(1, torch.from_numpy(target)[:, None]).sum().backward()
+    return x_torch.grad.double().numpy().transpose(0, 2, 3, 1)
+
+  ref_grad = torch_grad(torch.float64)
+  relative = lambda g: float(np.linalg.norm(np.asarray(g) - ref_grad)  # noqa: E731
+                             / np.linalg.norm(ref_grad))
+  # Against torch in float64: torch's own float32 gradient is 1.5e-3 away
+  # from it (its CPU convolutions' backward), this one 5.5e-7.
+  assert relative(grad) < 1e-5
