@@ -76,25 +76,36 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   swapped = jax.lax.ConvDimensionNumbers(
       dn.lhs_spec, (in_dim, out_dim) + tuple(dn.rhs_spec[2:]), dn.out_spec)
 
-  @jax.custom_jvp
-  def convolve(x, w):
-    return jax.lax.conv_general_dilated(x, w, dimension_numbers=dn, **kwargs)
+  convolve = _with_input_tangent(
+      lambda x, w: jax.lax.conv_general_dilated(x, w, dimension_numbers=dn, **kwargs),
+      lambda dx, w: jax.lax.conv_general_dilated(
+          dx, jnp.swapaxes(w, out_dim, in_dim), dimension_numbers=swapped, **kwargs))
+  return convolve(lhs, rhs)
 
-  def convolve_jvp(primals, tangents):
+
+def _with_input_tangent(forward, input_tangent):
+  """`forward(x, w)`, linear in each argument, whose tangent in x is computed as
+  `input_tangent(dx, w)`: the same values in the form whose transpose (the
+  input gradient that reverse mode runs) is fast. The tangent in w is
+  `forward(x, dw)`; a tangent that is a symbolic zero costs nothing."""
+
+  @jax.custom_jvp
+  def apply(x, w):
+    return forward(x, w)
+
+  def apply_jvp(primals, tangents):
     x, w = primals
     dx, dw = tangents
-    y = convolve(x, w)
+    y = apply(x, w)
     out = []
     if not isinstance(dx, SymbolicZero):
-      w_t = jnp.swapaxes(w, out_dim, in_dim)
-      out.append(jax.lax.conv_general_dilated(dx, w_t, dimension_numbers=swapped,
-                                              **kwargs))
+      out.append(input_tangent(dx, w))
     if not isinstance(dw, SymbolicZero):
-      out.append(jax.lax.conv_general_dilated(x, dw, dimension_numbers=dn, **kwargs))
+      out.append(forward(x, dw))
     return y, sum(out[1:], out[0]) if out else jnp.zeros_like(y)
 
-  convolve.defjvp(convolve_jvp, symbolic_zeros=True)
-  return convolve(lhs, rhs)
+  apply.defjvp(apply_jvp, symbolic_zeros=True)
+  return apply
 
 
 def conv(features: int, kernel_size: int, *, stride: int = 1,
@@ -301,22 +312,9 @@ def depthwise_slices(x: jnp.ndarray, w: jnp.ndarray, stride: int,
     grad_padded = _shifted_sum(gp, w[::-1, ::-1], 1, hp, wp)
     return grad_padded[:, pad_h[0]:pad_h[0] + h, pad_w[0]:pad_w[0] + width]
 
-  @jax.custom_jvp
-  def convolve(x, w):
-    return forward(x, w)
+  out_struct = jax.ShapeDtypeStruct((n, out_h, out_w, c), jnp.result_type(x, w))
 
-  def convolve_jvp(primals, tangents):
-    x, w = primals
-    dx, dw = tangents
-    y = convolve(x, w)
-    out = []
-    if not isinstance(dx, SymbolicZero):
-      tangent_of = jax.linear_transpose(lambda g: input_gradient(g, w),
-                                        jax.ShapeDtypeStruct(y.shape, y.dtype))
-      out.append(tangent_of(dx)[0])
-    if not isinstance(dw, SymbolicZero):
-      out.append(forward(x, dw))
-    return y, sum(out[1:], out[0]) if out else jnp.zeros_like(y)
+  def input_tangent(dx, w):  # the transpose of the transpose: slices when transposed
+    return jax.linear_transpose(lambda g: input_gradient(g, w), out_struct)(dx)[0]
 
-  convolve.defjvp(convolve_jvp, symbolic_zeros=True)
-  return convolve(x, w)
+  return _with_input_tangent(forward, input_tangent)(x, w)
