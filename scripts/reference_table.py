@@ -94,6 +94,13 @@ def table(results: dict) -> str:
                    + (f"; not evaluated: {', '.join(map(tables.display_name, pool['not_evaluated']))}"
                       if pool.get("not_evaluated") else "") + ".")
   lines.append("The paper's ranks are among DRE and the nine baselines (ImageNet MEAN).")
+  for run in results.get("merged_from", ()):
+    lines.append(f"Merged (`scripts/merge_results.py`): {', '.join(map(tables.display_name, run['methods']))} "
+                 f"from `{run['path']}`.")
+  for name, others in results.get("duplicates", {}).items():
+    for path, diff in others.items():
+      lines.append(f"{tables.display_name(name)} was evaluated again in `{path}`: its per-image "
+                   f"M_F and M_E there differ by at most {diff:.3g}.")
   versus = [m for m in methods if r[m].get("versus_dre")]
   if versus:
     b = results.get("bootstrap", {})

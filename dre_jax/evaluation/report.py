@@ -132,6 +132,16 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
   return buffer.getvalue()
 
 
+def write_results(directory: str, results: dict[str, Any],
+                  per_image: dict[str, np.ndarray]) -> None:
+  """per_image.npz, tables.md and results.json (last) into `directory`, each
+  written atomically."""
+  atomic.write_atomic(os.path.join(directory, "per_image.npz"), _npz_bytes(per_image))
+  atomic.write_atomic(os.path.join(directory, "tables.md"), tables.render([results]))
+  atomic.write_atomic(os.path.join(directory, "results.json"),
+                      json.dumps(results, indent=2, sort_keys=True, default=str))
+
+
 def _row_titles(rows, common, class_name, label_name, labels_match) -> list[str]:
   titles = []
   for r in rows:
@@ -194,7 +204,4 @@ def build_report(directory: str, results: dict[str, Any],
     figure_data["box_mask"] = common["box_mask"]
   atomic.write_atomic(os.path.join(directory, "figure_data.npz"),
                       _npz_bytes(figure_data))
-  atomic.write_atomic(os.path.join(directory, "per_image.npz"), _npz_bytes(per_image))
-  atomic.write_atomic(os.path.join(directory, "tables.md"), tables.render([results]))
-  atomic.write_atomic(os.path.join(directory, "results.json"),
-                      json.dumps(results, indent=2, sort_keys=True, default=str))
+  write_results(directory, results, per_image)
