@@ -7,6 +7,9 @@ with boxes written by the test), as a user runs it.
   uninterrupted run, and no `eval/` before the run has finished.
 * A partial run (--max_shards) writes eval_partial/ and leaves eval/ alone;
   the estimator's image size wins over the config's (with a note).
+* Two processes with --shards=1 and --shards=0 in one workdir: the first
+  reports what is missing and publishes nothing, the second publishes the
+  numbers of the single run.
 * `--workdir=~/...` and no --config (the workdir's config.json).
 * Two workdirs: the combined tables and the Fig. 10-style grid.
 * A user's mistake is one line and exit status 2.
@@ -164,6 +167,26 @@ def test_partial_run_leaves_the_full_result_alone(setup, full_run):
   assert partial["image_size"] == 64
 
 
+def test_shards_split_between_two_processes(setup, full_run):
+  root, _, copy, config = setup
+  workdir = os.path.join(root, "sharded")
+  for name in ("classifier", "estimator", "config.json"):
+    source = os.path.join(copy, name)
+    (shutil.copytree if os.path.isdir(source) else shutil.copy)(
+        source, os.path.join(workdir, name))
+  first = eval_util.run_evaluate(workdir, f"--config={config}", METHODS,
+                                 NUM_IMAGES, "--shards=1")
+  assert "shards 1 written; still missing (common: 0; dre: 0; gcam: 0; " \
+      "vgrad: 0)" in first.stdout, first.stdout[-3000:]
+  assert not os.path.exists(os.path.join(workdir, "eval"))
+  eval_util.run_evaluate(workdir, f"--config={config}", METHODS, NUM_IMAGES,
+                         "--shards=0")
+  per_image = _per_image(workdir)
+  for key, value in full_run[2].items():
+    np.testing.assert_array_equal(per_image[key], value, err_msg=key)
+  assert eval_util.read_results(workdir)["num_images"] == 16
+
+
 def test_tilde_workdir_and_its_config_json(setup, full_run):
   root, workdir, _, _ = setup
   before = os.path.realpath(os.path.join(workdir, "eval"))
@@ -181,6 +204,9 @@ def test_user_mistakes_are_one_line(setup):
   _, workdir, _, config = setup
   for flags, message in ((["--methods=dree"], "did you mean 'dre'"),
                          (["--num_images=-3"], "num_images must be >= 0"),
+                         ([f"--config={config}", METHODS, NUM_IMAGES, "--shards=2"],
+                          "shards [2] are not in the sample's 2 shards"),
+                         (["--shards=a"], "give shard indices from 0"),
                          (["--workdir=/nonexistent"], "has no config.json"),
                          ([f"--config={config}", "--config.dataset.name=imagenet2012"],
                           "config.dataset.boxes_dir")):

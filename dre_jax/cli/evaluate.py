@@ -16,6 +16,13 @@ where the dataset has boxes, the maps' skewness, seconds per image) and writes
 replaced together). Killed at any point, the same command resumes where it
 stopped and ends with the same numbers. `--max_shards=K` stops after K shards
 and writes `<workdir>/eval_partial/` instead, never replacing `eval/`.
+`--shards=K,L` computes only shards K and L (of config.eval.shard_size
+images each), so that processes on several cores or machines with a shared
+workdir split a long evaluation (one process per core:
+`taskset -c 0 dre-evaluate ... --shards=0,2` beside `taskset -c 1 ...
+--shards=1,3`); a (method, shard) another process has written is skipped.
+The process that finds every shard written (or the same command without
+--shards, later) runs the randomisation test and writes the report.
 
 Before it starts, it prints an estimate of its run time (the methods' classifier
 passes times a measured pass, `dre_jax.evaluation.estimate`); on a CPU it
@@ -77,6 +84,10 @@ _IMAGE_SIZE = flags.DEFINE_integer(
 _MAX_SHARDS = flags.DEFINE_integer(
     "max_shards", None, "Stop after this many shards (a partial result in "
     "eval_partial/).")
+_SHARDS = flags.DEFINE_list(
+    "shards", None, "Compute only these shards (e.g. 0,1), so that several "
+    "processes share one long evaluation of a workdir; the one that finds "
+    "every shard written runs the sanity test and writes the report.")
 _COMPARE_DIR = flags.DEFINE_string(
     "compare_dir", None, "With several workdirs: where the combined tables.md "
     "and workdirs.png go (default: <parent of the first>/comparison).")
@@ -91,6 +102,21 @@ _COORDINATOR = flags.DEFINE_string(
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 flags.mark_flags_as_required(["workdir"])
+
+def _shard_list(values: list[str] | None) -> list[int] | None:
+  """--shards as sorted shard indices (None without the flag)."""
+  if values is None:
+    return None
+  try:
+    shards = sorted({int(v) for v in values})
+  except ValueError:
+    raise ValueError(f"--shards={','.join(values)}: give shard indices "
+                         "from 0, e.g. --shards=0,2") from None
+  if not shards or shards[0] < 0:
+    raise ValueError(f"--shards={','.join(values)}: give shard indices "
+                         "from 0, e.g. --shards=0,2")
+  return shards
+
 
 # The longest run on a CPU started without --num_images or --yes.
 CPU_LIMIT_SECONDS = 3600
@@ -118,6 +144,7 @@ def main(argv):
     configs.append(config)
   for config in configs:  # a mistake stops the run before any work
     eval_config.validate(config.eval)
+  shards = _shard_list(_SHARDS.value)
   from dre_jax.evaluation import runner  # pylint: disable=import-outside-toplevel
   plans = [runner.plan(workdir, config, image_size=_IMAGE_SIZE.value,
                        log=_log) for workdir, config in zip(workdirs, configs)]
@@ -125,7 +152,15 @@ def main(argv):
   all_results = []
   for workdir, plan in zip(workdirs, plans):
     results = runner.run_plan(plan, max_shards=_MAX_SHARDS.value,
-                              progress=_PROGRESS.value, log=_log)
+                              shards=shards, progress=_PROGRESS.value, log=_log)
+    if "pending" in results:
+      if jax.process_index() == 0:
+        waiting = "; ".join(f"{name}: {', '.join(map(str, ks))}"
+                            for name, ks in results["pending"].items())
+        print(f"[evaluate] {workdir}: shards {','.join(map(str, shards))} "
+              f"written; still missing ({waiting}): run them, then this "
+              "command without --shards for the sanity test and the report")
+      continue
     all_results.append(results)
     if jax.process_index() != 0:
       continue

@@ -144,8 +144,13 @@ def _is_complete(path: str, keys: Sequence[str]) -> bool:
 def done_matrix(dirs: dict[str, str], names: Sequence[str], num_shards: int
                 ) -> np.ndarray:
   """[shard, (COMMON, *names)] bool: the shard file holds what `collect` reads."""
-  return np.array([[_is_complete(_shard_path(dirs[n], k), _required(n, k))
-                    for n in [COMMON, *names]] for k in range(num_shards)], bool)
+  return np.array([[is_done(dirs[n], n, k) for n in [COMMON, *names]]
+                   for k in range(num_shards)], bool)
+
+
+def is_done(directory: str, name: str, shard: int) -> bool:
+  """The shard file of `name` (a method or COMMON) holds what `collect` reads."""
+  return _is_complete(_shard_path(directory, shard), _required(name, shard))
 
 
 def write_shard(directory: str, shard: int, arrays: dict[str, np.ndarray]) -> None:

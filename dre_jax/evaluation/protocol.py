@@ -208,8 +208,8 @@ def run(classifier: Classifier, methods: Sequence[EvalMethod], sample: Sample,
         source: Callable[[Sample, int], Iterable[dict[str, np.ndarray]]],
         cache_dir: str, protocol: Protocol, *, classifier_id: str | None = None,
         labels_match: bool = True, max_shards: int | None = None,
-        mesh=None, progress: bool = True, constants: bool | None = None
-        ) -> dict[str, str]:
+        shards: Sequence[int] | None = None, mesh=None, progress: bool = True,
+        constants: bool | None = None) -> dict[str, str]:
   """Explains and scores every shard of `sample` with every method, resumably.
 
   Args:
@@ -222,6 +222,9 @@ def run(classifier: Classifier, methods: Sequence[EvalMethod], sample: Sample,
     labels_match: the classifier's classes are the dataset's labels (else no
       image counts as misclassified).
     max_shards: stop after this many shards (a partial run).
+    shards: compute only these shard indices (default: all); other processes
+      may compute the others in the same `cache_dir` at the same time: a
+      (method, shard) file another process wrote meanwhile is not recomputed.
     constants: compile the classifier's variables into the programs (default
       `classifier.weights_as_constants`: on CPUs, networks up to ResNet50's
       size); the same numbers either way.
@@ -236,10 +239,18 @@ def run(classifier: Classifier, methods: Sequence[EvalMethod], sample: Sample,
   num_shards = sample.num_shards(protocol.shard_size)
   limit = num_shards if max_shards is None else min(num_shards, max_shards)
   names = [m.name for m in methods]
+  if shards is not None:
+    bad = sorted(set(shards) - set(range(num_shards)))
+    if bad:
+      raise ValueError(f"shards {bad} are not in the sample's {num_shards} "
+                       f"shards of {protocol.shard_size} images (0 to "
+                       f"{num_shards - 1})")
   if jax.process_index() == 0:
     cache.write_specs(dirs, methods, classifier_id, sample, protocol)
   done = cache.done_matrix(dirs, names, limit)
   done = np.asarray(parallel.broadcast_from_process_0(done)).reshape(limit, -1)
+  if shards is not None:  # the others count as done here
+    done[[k for k in range(limit) if k not in set(shards)]] = True
   if done.all():
     return dirs
 
@@ -283,6 +294,10 @@ def run(classifier: Classifier, methods: Sequence[EvalMethod], sample: Sample,
     for j, m in enumerate(methods):
       if done[k, j + 1]:
         continue
+      if shards is not None and _written_meanwhile(dirs[m.name], m.name, k):
+        if bar is not None:
+          bar.update(batches.size)
+        continue
       if bar is not None:
         bar.set_description(f"{m.name} shard {k + 1}/{limit}")
       result = _run_method(m, frozen, batches, targets, score, protocol,
@@ -295,6 +310,13 @@ def run(classifier: Classifier, methods: Sequence[EvalMethod], sample: Sample,
     bar.close()
   parallel.barrier("evaluation shards written")  # before anyone reads them
   return dirs
+
+
+def _written_meanwhile(directory: str, name: str, shard: int) -> bool:
+  """Another process sharing the cache has written this (method, shard)
+  since the run started (every process agrees: process 0 reads the file)."""
+  found = cache.is_done(directory, name, shard)
+  return bool(np.asarray(parallel.broadcast_from_process_0(np.array(found))))
 
 
 def _run_method(m: EvalMethod, frozen, batches: _Batches, targets, score,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -230,10 +230,17 @@ def evaluate_workdir(workdir: str, config, *, max_shards: int | None = None,
                   max_shards=max_shards, progress=progress, log=log)
 
 
-def run_plan(p: Plan, *, max_shards: int | None = None, progress: bool = True,
+def run_plan(p: Plan, *, max_shards: int | None = None,
+             shards: Sequence[int] | None = None, progress: bool = True,
              log: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs the protocol of a `plan` (resumable), the randomisation test of
-  `sanity` when config.eval.sanity_images > 0, and publishes its report."""
+  `sanity` when config.eval.sanity_images > 0, and publishes its report.
+
+  With `shards`, computes only those shards (`protocol.run`: other processes
+  may compute the others in the same workdir meanwhile); while any shard of
+  any method is still missing it returns {"pending": {method: [shards]}}
+  without the test or a report; the run that finds them all tests and
+  publishes."""
   config, loaded, methods, sample = p.config, p.loaded, p.methods, p.sample
   protocol, image_size, labels_match, mesh = (p.protocol, p.image_size,
                                               p.labels_match, p.mesh)
@@ -246,7 +253,18 @@ def run_plan(p: Plan, *, max_shards: int | None = None, progress: bool = True,
                                  boxes_dir=boxes_dir)
   dirs = protocol_lib.run(loaded.classifier, methods, sample, source, cache,
                           protocol, labels_match=labels_match,
-                          max_shards=max_shards, mesh=mesh, progress=progress)
+                          max_shards=max_shards, shards=shards, mesh=mesh,
+                          progress=progress)
+  if shards is not None:
+    limit = sample.num_shards(protocol.shard_size)
+    limit = limit if max_shards is None else min(limit, max_shards)
+    names = [m.name for m in methods]
+    done = cache_lib.done_matrix(dirs, names, limit)
+    pending = {n: [k for k in range(limit) if not done[k, j]]
+               for j, n in enumerate([cache_lib.COMMON, *names])}
+    pending = {n: ks for n, ks in pending.items() if ks}
+    if pending:
+      return {"pending": pending}
   per_method, common = cache_lib.collect(dirs, [m.name for m in methods],
                                          sample, protocol, max_shards)
   checks = None
