@@ -369,6 +369,31 @@ def test_xpert_smooth_masks_are_the_smooth_max():
   np.testing.assert_allclose(got, v.max(axis=(2, 4)), atol=1e-3)
 
 
+def test_xpert_smooth_masks_derivative_is_the_smooth_max_derivative():
+  """`smooth_masks`' custom VJP against reverse-mode autodiff of the gathered
+  Eq. 7 (jax.nn.softmax) for a random cotangent, at T = 20 and a near-hard
+  T = 1e3, parameters inside and outside [0, 1]."""
+  rows, cols, weights, r = _smooth_max_gather((48, 32), 7, 21.0)
+
+  def reference(params, coldness):
+    padded = jnp.pad(params, ((0, 0), (r, r), (r, r)))
+    v = padded[:, rows[:, :, None, None], cols[None, None, :, :]] * weights
+    v = jnp.moveaxis(v, 3, 2).reshape(*v.shape[:2], v.shape[3], -1)
+    soft = jax.nn.softmax(coldness * v, axis=-1)
+    return jnp.sum(v * soft, axis=-1)
+
+  for seed, low in ((0, 0.0), (1, -1.0)):
+    params = jax.random.uniform(jax.random.key(seed), (2, 7, 5), minval=low)
+    g = jax.random.normal(jax.random.key(seed + 10), (2, 48, 32))
+    for coldness in (20.0, 1e3):
+      got, got_vjp = jax.vjp(lambda p: mask_optimisation.smooth_masks(
+          p, (48, 32), 7, 21.0, coldness=coldness), params)
+      want, want_vjp = jax.vjp(lambda p: reference(p, coldness), params)
+      np.testing.assert_allclose(got, want, atol=1e-5)
+      np.testing.assert_allclose(got_vjp(g)[0], want_vjp(g)[0], rtol=1e-4,
+                                 atol=1e-4 * float(jnp.abs(want_vjp(g)[0]).max()))
+
+
 def test_finv_objectives_decrease(classifier, batch):
   images, target = batch
   _, h = jax.jit(functools.partial(inversion.optimize_finv, iterations=30,
