@@ -103,6 +103,7 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes."
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 flags.mark_flags_as_required(["workdir"])
 
+
 def _shard_list(values: list[str] | None) -> list[int] | None:
   """--shards as sorted shard indices (None without the flag)."""
   if values is None:
@@ -110,11 +111,10 @@ def _shard_list(values: list[str] | None) -> list[int] | None:
   try:
     shards = sorted({int(v) for v in values})
   except ValueError:
-    raise ValueError(f"--shards={','.join(values)}: give shard indices "
-                         "from 0, e.g. --shards=0,2") from None
+    shards = []
   if not shards or shards[0] < 0:
     raise ValueError(f"--shards={','.join(values)}: give shard indices "
-                         "from 0, e.g. --shards=0,2")
+                     "from 0, e.g. --shards=0,2")
   return shards
 
 
