@@ -46,7 +46,8 @@ def test_duration(seconds, text):
 def test_for_plan_measures_the_classifier():
   clf = Classifier.init("tiny_cnn", jax.random.key(0), num_classes=4,
                         image_size=32)
-  protocol = protocol_lib.Protocol(num_steps=7, tie_break_effect_images=2)
+  protocol = protocol_lib.Protocol(num_steps=7, tie_break_effect_images=2,
+                                   shard_size=2)
   plan = types.SimpleNamespace(
       loaded=types.SimpleNamespace(classifier=clf), image_size=32,
       protocol=protocol, sample=protocol_lib.make_sample(50, 5),
@@ -58,3 +59,15 @@ def test_for_plan_measures_the_classifier():
   off = protocol_lib.Protocol(num_steps=7, tie_break=metrics.TieBreak(0.0))
   est = estimate.for_plan(types.SimpleNamespace(**{**vars(plan), "protocol": off}))
   assert est.passes == estimate.count_passes({"gcam": {}}, 5, 7, 0)
+  est = estimate.for_plan(plan, shards=[1, 2])  # --shards=1,2: images 2-4
+  assert est.num_images == 3
+  assert est.passes == estimate.count_passes({"gcam": {}}, 3, 7, 0)
+
+
+def test_images_to_run_counts_the_chosen_shards():
+  sample = protocol_lib.make_sample(100, 40)  # shards of 16: 16, 16, 8 images
+  assert estimate.images_to_run(sample, 16, 20) == (40, 20)
+  assert estimate.images_to_run(sample, 16, 20, shards=[1]) == (16, 4)
+  assert estimate.images_to_run(sample, 16, 20, shards=[2, 7]) == (8, 0)
+  assert estimate.images_to_run(sample, 16, 20, max_shards=1) == (16, 16)
+  assert estimate.images_to_run(sample, 16, 20, shards=[0, 2], max_shards=2) == (16, 16)

@@ -148,7 +148,7 @@ def main(argv):
   from dre_jax.evaluation import runner  # pylint: disable=import-outside-toplevel
   plans = [runner.plan(workdir, config, image_size=_IMAGE_SIZE.value,
                        log=_log) for workdir, config in zip(workdirs, configs)]
-  _estimate(plans)
+  _estimate(plans, shards)
   all_results = []
   for workdir, plan in zip(workdirs, plans):
     results = runner.run_plan(plan, max_shards=_MAX_SHARDS.value,
@@ -158,8 +158,9 @@ def main(argv):
         waiting = "; ".join(f"{name}: {', '.join(map(str, ks))}"
                             for name, ks in results["pending"].items())
         print(f"[evaluate] {workdir}: shards {','.join(map(str, shards))} "
-              f"written; still missing ({waiting}): run them, then this "
-              "command without --shards for the sanity test and the report")
+              f"written; still missing ({waiting}): the process that "
+              "writes the last of them runs the sanity test and writes the "
+              "report (this command without --shards does it too)")
       continue
     all_results.append(results)
     if jax.process_index() != 0:
@@ -181,13 +182,14 @@ def _log(line: str) -> None:
   print(line, flush=True)
 
 
-def _estimate(plans) -> None:
-  """Prints the run time's estimate; a CPU run over CPU_LIMIT_SECONDS without
-  --num_images or --yes is a UserError naming both."""
+def _estimate(plans, shards) -> None:
+  """Prints the run time's estimate (of the --shards and --max_shards this
+  process computes); a CPU run over CPU_LIMIT_SECONDS without --num_images or
+  --yes is a UserError naming both."""
   from dre_jax.evaluation import estimate  # pylint: disable=import-outside-toplevel
   _log("[evaluate] timing a classifier pass for the run-time estimate "
        "(compiling ...)")
-  estimates = [estimate.for_plan(p) for p in plans]
+  estimates = [estimate.for_plan(p, shards, _MAX_SHARDS.value) for p in plans]
   for plan, est in zip(plans, estimates):
     where = f" ({plan.loaded.workdir})" if len(plans) > 1 else ""
     _log(f"[evaluate] estimate{where}: {est.line()}")

@@ -108,19 +108,39 @@ class Estimate:
             f": about {duration(self.seconds)} (plus compilation)")
 
 
-def for_plan(plan) -> Estimate:
+def images_to_run(sample, shard_size: int, untied_images: int,
+                  shards=None, max_shards: int | None = None) -> tuple[int, int]:
+  """(images, untied images) of the shards a run computes: all of them, the
+  first `max_shards`, or those of `shards` (`--shards`) among these; untied
+  images are those before position `untied_images` of the sample."""
+  limit = sample.num_shards(shard_size)
+  limit = limit if max_shards is None else min(limit, max_shards)
+  chosen = range(limit) if shards is None else [k for k in shards if k < limit]
+  images = untied = 0
+  for k in chosen:
+    begin = k * shard_size
+    end = begin + len(sample.shard(k, shard_size))
+    images += end - begin
+    untied += max(0, min(end, untied_images) - begin)
+  return images, untied
+
+
+def for_plan(plan, shards=None, max_shards: int | None = None) -> Estimate:
   """The estimate of a `dre_jax.evaluation.runner.Plan` (measured on its
-  classifier; process 0's measurement on every process)."""
+  classifier; process 0's measurement on every process), for the shards this
+  run computes (`images_to_run`)."""
   protocol = plan.protocol
   untied = protocol.tie_break_effect_images if protocol.tie_break.enabled else 0
+  images, untied = images_to_run(plan.sample, protocol.shard_size, untied,
+                                 shards, max_shards)
   passes = count_passes({m.name: m.settings for m in plan.methods},
-                        len(plan.sample), protocol.num_steps, untied)
+                        images, protocol.num_steps, untied)
   measured = seconds_per_pass(plan.loaded.classifier, plan.image_size)
   measured = float(np.asarray(parallel.broadcast_from_process_0(
       np.float64(measured))))
   backend = jax.default_backend()
   workers = jax.process_count() if backend == "cpu" else jax.device_count()
-  return Estimate(passes, measured, workers, len(plan.sample), backend)
+  return Estimate(passes, measured, workers, images, backend)
 
 
 def _seconds(seconds: float) -> str:
