@@ -1,11 +1,11 @@
 r"""Reference run: DRE for the ImageNet EfficientNet-Lite0 on the composites, the paper's schedule.
 
     python train.py --config=configs/composites_lite0.py --workdir=runs/composites_lite0
-    python train.py --config=configs/composites_lite0.py:size=128 --workdir=runs/lite0_128
+    python train.py --config=configs/composites_lite0.py:size=128 --workdir=runs/l128
     python train.py --config=configs/mgnet.py:base=composites_lite0,size=128 \
-        --workdir=runs/lite0_128_mgnet            # MGnet, its own objective (Eq. 2)
-    python evaluate.py --config=configs/composites_lite0.py:size=128 --workdir=runs/lite0_128 \
-        --mgnet_workdir=runs/lite0_128_mgnet --num_images=96     # all ten methods
+        --workdir=runs/l128_mgnet            # MGnet, its own objective (Eq. 2)
+    python evaluate.py --config=configs/composites_lite0.py:size=128 --workdir=runs/l128 \
+        --mgnet_workdir=runs/l128_mgnet --num_images=256    # DRE, MGnet and the baselines
     python train.py --config=configs/composites_lite0.py:size=128,natural \
         --workdir=runs/lite0_128_natural   # the natural-layout composites
 
@@ -37,19 +37,18 @@ size / 0.875 and centre-cropped (random crops while training). `size=128`
 costs a third of 224 px and is what fits a 2-core CPU in an hour.
 
 Hardware and Time: this project's 2-core x86_64 CPU machine (no GPU),
-measured 2026-12-01 with size=128 while two or three other jobs shared the
-two cores (DRE, MGnet and the baselines' evaluation at once;
-results/reference_lite0.md): DRE 52 min 49 s wall (34 min of CPU: stage 1
-1.4 min, stage 2 51 min at 13-14 images/s), peak RSS 4.8 GB; MGnet
-(configs/mgnet.py:base=composites_lite0,size=128) 1 h 24 min wall (60 min of
-CPU), 6.0 GB. size=224 was not run on the CPU (stage 2 runs at about 10
-images/s there alone, `results/bench_train.md`, so its 40,000 images take
-about 65 min for DRE); on one H200 GPU the 224-px DRE run took 80 s
-(results/gpu.md).
+measured 2026-12-06 with size=128 while MGnet's training and two baseline
+evaluations shared the two cores (results/reference_lite0.md): DRE 33 min
+10 s wall (stage 1 1.3 min, stage 2 32 min, 25 images/s at its end); MGnet
+(configs/mgnet.py:base=composites_lite0,size=128) 53 min 40 s, its masks
+growing to nearly the whole image (mean 0.96). size=224 was not run with
+this schedule on the CPU (stage 2 runs at about 10 images/s there alone,
+`results/bench_train.md`, so its 40,000 images take about 65 min for DRE);
+on one H200 GPU the 224-px DRE run took 80 s (results/gpu.md).
 Should reach (measured, size=128): a stage-2 loss falling from 8.4 to about
-3.5 (the classifier's accuracy against t on the perturbed images 0.36, mask
-mean 0.29); on 96 seeded test composites M_F 36.3, M_E 71.2, skewness 0.23
-(the ten-method table: docs/results.md). At 224 px on the GPU: M_F
+3.7 (the classifier's accuracy against t on the perturbed images 0.36, mask
+mean 0.29); on 256 seeded test composites M_F 32.4, M_E 71.8, skewness 0.23
+(the table with intervals: docs/results.md). At 224 px on the GPU: M_F
 24.3, M_E 74.9 on the 1,000 test composites (results/gpu.md).
 """
 
