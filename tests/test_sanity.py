@@ -198,9 +198,14 @@ def test_a_failed_method_is_flagged_and_not_ranked():
                                           resamples=100)
   passing = sanity.summarise_correlations([np.full(4, 0.2)] * 3, (1, 2, 3),
                                           resamples=100)
+  # Constant maps under the fully randomised classifier: no correlation.
+  undecided = sanity.summarise_correlations(
+      [np.full(4, 0.3), np.full(4, 0.3), np.full(4, np.nan)], (1, 2, 3),
+      resamples=100)
+  assert undecided["passed"] is None
   checks = {"images": 4, "levels": [["fc"], ["fc", "b"], ["fc", "b", "a"]],
             "threshold": sanity.THRESHOLD, "measure": sanity.MEASURE, "seed": 0,
-            "methods": {"gcam": failing, "dre": passing, "vgrad": passing}}
+            "methods": {"gcam": failing, "dre": passing, "vgrad": undecided}}
   plain, _ = results.summarise(per_method, common, labels_match=True,
                                resamples=100)
   summary, _ = results.summarise(per_method, common, labels_match=True,
@@ -212,6 +217,7 @@ def test_a_failed_method_is_flagged_and_not_ranked():
   assert "randomisation test" in gcam["collapsed"]
   assert gcam["pools"] == {} and gcam["faithfulness_normalised"] is None
   assert gcam["sanity"] == failing and summary["methods"]["dre"]["sanity"] == passing
+  assert summary["methods"]["vgrad"]["collapsed"] is None
   assert summary["pools"][0]["collapsed"] == ["gcam"]
   assert summary["methods"]["dre"]["pools"]["all"]["faithfulness_normalised_rank"] == 1
   assert summary["sanity"]["levels"] == checks["levels"]
@@ -224,6 +230,7 @@ def test_a_failed_method_is_flagged_and_not_ranked():
   assert "Sanity: model-parameter randomisation test" in md
   assert "| GCAM (collapsed) | 0.97 / 0.97 / 0.97 [0.97, 0.97] FAIL |" in md
   assert "0.20 / 0.20 / 0.20 [0.20, 0.20] pass" in md
+  assert "| VGrad | 0.30 / 0.30 / - inconclusive |" in md
   assert "the top 1 down to fc, the top 2 down to b, the top 3 down to a" in md
   assert "Sanity" not in tables.render([{k: v for k, v in full.items()
                                          if k != "sanity"}])

@@ -209,7 +209,8 @@ def _sanity_table(results: Sequence[dict[str, Any]]) -> list[str]:
     if not levels:
       return "-"
     last = levels[-1]
-    verdict = {True: "pass", False: "FAIL", None: "-"}[e["sanity"]["passed"]]
+    verdict = {True: "pass", False: "FAIL",
+               None: "inconclusive"}[e["sanity"]["passed"]]
     interval = ("" if last["mean"] is None else
                 f" [{last['low']:.2f}, {last['high']:.2f}]")
     return (" / ".join(_fmt(level["mean"]) for level in levels) + interval
@@ -231,7 +232,9 @@ def _sanity_table(results: Sequence[dict[str, Any]]) -> list[str]:
           f"{ran[0]['bootstrap']['confidence']:.0%} interval in brackets. FAIL: mean "
           f"above {s['threshold']:g} at the deepest level: the maps do not "
           f"depend on the classifier; the method is marked collapsed and not "
-          f"ranked.", ""]
+          f"ranked. inconclusive: no finite correlation at the deepest level "
+          f"(the maps constant under the trained or the randomised classifier on "
+          f"every image); the method stays ranked.", ""]
 
 
 def render(results: Sequence[dict[str, Any]]) -> str:
