@@ -71,3 +71,10 @@ def test_images_to_run_counts_the_chosen_shards():
   assert estimate.images_to_run(sample, 16, 20, shards=[2, 7]) == (8, 0)
   assert estimate.images_to_run(sample, 16, 20, max_shards=1) == (16, 16)
   assert estimate.images_to_run(sample, 16, 20, shards=[0, 2], max_shards=2) == (16, 16)
+
+
+def test_shard_limit_is_shared_by_the_estimate_and_the_run():
+  sample = protocol_lib.make_sample(100, 40)
+  assert sample.shard_limit(16) == 3
+  assert sample.shard_limit(16, max_shards=2) == 2
+  assert sample.shard_limit(16, max_shards=9) == 3

@@ -174,8 +174,7 @@ def collect(dirs: dict[str, str], methods: Sequence[str], sample: Sample,
             ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
   """Reads the shard files back: ({method: per-image arrays + seconds, rows,
   maps}, common {index, target, label, figure rows, images, box masks})."""
-  num_shards = sample.num_shards(protocol.shard_size)
-  limit = num_shards if max_shards is None else min(num_shards, max_shards)
+  limit = sample.shard_limit(protocol.shard_size, max_shards)
 
   def read(name):
     parts = []

@@ -113,8 +113,7 @@ def images_to_run(sample, shard_size: int, untied_images: int,
   """(images, untied images) of the shards a run computes: all of them, the
   first `max_shards`, or those of `shards` (`--shards`) among these; untied
   images are those before position `untied_images` of the sample."""
-  limit = sample.num_shards(shard_size)
-  limit = limit if max_shards is None else min(limit, max_shards)
+  limit = sample.shard_limit(shard_size, max_shards)
   chosen = range(limit) if shards is None else [k for k in shards if k < limit]
   images = untied = 0
   for k in chosen:

@@ -124,6 +124,11 @@ class Sample:
   def num_shards(self, shard_size: int) -> int:
     return math.ceil(len(self.positions) / shard_size)
 
+  def shard_limit(self, shard_size: int, max_shards: int | None = None) -> int:
+    """The shards a run covers: all of them, or the first `max_shards`."""
+    total = self.num_shards(shard_size)
+    return total if max_shards is None else min(total, max_shards)
+
   def shard(self, k: int, shard_size: int) -> np.ndarray:
     return self.positions[k * shard_size:(k + 1) * shard_size]
 
@@ -237,7 +242,7 @@ def run(classifier: Classifier, methods: Sequence[EvalMethod], sample: Sample,
   classifier_id = classifier_id or cache.classifier_fingerprint(classifier)
   dirs = cache.cache_dirs(cache_dir, methods, classifier_id, sample, protocol)
   num_shards = sample.num_shards(protocol.shard_size)
-  limit = num_shards if max_shards is None else min(num_shards, max_shards)
+  limit = sample.shard_limit(protocol.shard_size, max_shards)
   names = [m.name for m in methods]
   if shards is not None:
     bad = sorted(set(shards) - set(range(num_shards)))

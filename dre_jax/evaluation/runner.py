@@ -256,8 +256,7 @@ def run_plan(p: Plan, *, max_shards: int | None = None,
                           max_shards=max_shards, shards=shards, mesh=mesh,
                           progress=progress)
   if shards is not None:
-    limit = sample.num_shards(protocol.shard_size)
-    limit = limit if max_shards is None else min(limit, max_shards)
+    limit = sample.shard_limit(protocol.shard_size, max_shards)
     names = [m.name for m in methods]
     done = cache_lib.done_matrix(dirs, names, limit)
     pending = {n: [k for k in range(limit) if not done[k, j]]
