@@ -21,10 +21,9 @@ Hardware and Time: on a GPU, minutes. On this project's 2-core x86_64 CPU
 for ResNet50 (7.0 per image in steps of 16, a probe: 30 epochs would take
 4.8 h), 12.0 for ResNet18 (train.py's log; 22.6 with microbatches=4, so 30
 epochs in 90 min; 39-55 in the log of the reference run of 2026-12-06,
-mostly alone on the machine) and 11.5 for GoogLeNet (whole batches; 28-32 with
-microbatches=4, next to the test suite: 10 epochs in 27 min, test accuracy
-0.613, results/reference_googlenet.md); so ResNet50 and VGG19 do not fit a
-CPU session. The ResNet18 reference run (results/reference_scratch.md):
+mostly alone on the machine) and 11.5 for GoogLeNet (whole batches; 19-37 with
+microbatches=4, train.py's log of results/reference_googlenet.md); so
+ResNet50 and VGG19 do not fit a CPU session. The ResNet18 reference run (results/reference_scratch.md):
 --config.microbatches=4 --config.classifier.epochs=10 (20 min)
 --config.dre.epochs=10 (the paper's stage 2: 37 min at 18.9 images/s next
 to MGnet's training and an evaluation). Should reach (measured, that run):
@@ -32,10 +31,9 @@ test accuracy 0.548 on the 1,000 test composites (chance 0.071); stage-2
 masks of mean ~0.28 that keep t for about half the perturbed images; DRE
 M_E 67.9 and raw M_F 46.1 on 256 seeded test composites. GoogLeNet
 (results/reference_googlenet.md: --config.microbatches=4
---config.classifier.epochs=10, DRE's full 10 epochs; train.py 1 h 28 min,
-stage 2 at 8.5-12.5 images/s next to MGnet and the baselines' evaluation):
-test accuracy 0.613, stage-2 mask mean 0.265, DRE M_E 78.4 on 32 test
-composites.
+--config.classifier.epochs=10, DRE's full 10 epochs; stage 2 73 min at
+7.0-10.7 images/s next to MGnet's training): test accuracy 0.596, stage-2
+mask mean 0.26, DRE M_E 75.3 and raw M_F 55.2 on 256 seeded test composites.
 """
 
 from dre_jax import config as config_lib
