@@ -144,8 +144,9 @@ def test_changed_settings_use_other_shards(tmp_path):
 
 def test_cache_keys_follow_the_explainer_revision():
   """A method's registered revision (raised when a fix changes its maps) is in
-  its cache key, so shards cached before the fix are not reused; xpert is at 5
-  (its margin, TorchRay's smoothing, the smooth max by blocks, its derivative)."""
+  its cache key, so shards cached before the fix are not reused; xpert is at 6
+  (its margin, TorchRay's smoothing, the smooth max by blocks, its derivative,
+  the area term by selection)."""
   from dre_jax import explainers
   sample = protocol.Sample(positions=np.arange(4), description={"split": "test"})
   proto = protocol.Protocol()
@@ -154,7 +155,7 @@ def test_cache_keys_follow_the_explainer_revision():
                             settings={"iterations": 300}, revision=revision)
     return cache.cache_dirs("/c", [m], "clf", sample, proto)["xpert"]
   assert key(1) != key(2) and key(2) == key(2)
-  assert explainers.method("xpert").revision == 5
+  assert explainers.method("xpert").revision == 6
   assert explainers.method("gcam").revision == 1
 
 

@@ -394,6 +394,42 @@ def test_xpert_smooth_masks_derivative_is_the_smooth_max_derivative():
                                  atol=1e-4 * float(jnp.abs(want_vjp(g)[0]).max()))
 
 
+def test_xpert_area_error_is_the_sorted_area_term():
+  """Eq. 5's ||vecsort(M_a) - r_a||^2 / |Omega| by selection (`area_error`)
+  against the sort as written: the same value; the same gradient where no
+  pixels tie at the k-th largest value, and where they do (coarsely rounded
+  masks) the same total, spread evenly over the tied pixels."""
+  areas = (0.025, 0.05, 0.1, 0.2)
+  num_pixels = 1001
+  ref = jnp.asarray(mask_optimisation.area_reference(areas, num_pixels))
+  weights = jnp.arange(1.0, 5.0)
+
+  def by_sort(m):
+    return jnp.mean((jnp.sort(m, axis=1) - ref) ** 2, axis=1)
+
+  for seed, (scale, shift, levels) in enumerate(
+      [(1.0, 0.0, None), (3.0, -2.0, None), (1.0, 0.0, 4)]):
+    m = jax.random.uniform(jax.random.key(seed), (4, num_pixels)) * scale + shift
+    if levels:
+      m = jnp.round(m * levels) / levels
+    k = np.array([num_pixels - int(num_pixels * (1 - a)) for a in areas])
+    want_kth = -np.sort(-np.asarray(m), axis=1)[np.arange(4), k - 1]
+    np.testing.assert_array_equal(mask_optimisation.kth_largest(m, k), want_kth)
+    np.testing.assert_allclose(mask_optimisation.area_error(m, areas), by_sort(m),
+                               rtol=1e-5, atol=1e-7)
+    got = jax.grad(lambda q: jnp.sum(weights * mask_optimisation.area_error(q, areas)))(m)
+    want = jax.grad(lambda q: jnp.sum(weights * by_sort(q)))(m)
+    if levels is None:
+      np.testing.assert_allclose(got, want, atol=1e-8)
+    else:
+      tied = np.asarray(m) == want_kth[:, None]
+      assert (np.abs(np.asarray(got - want))[~tied]).max() < 1e-8
+      np.testing.assert_allclose(got.sum(1), want.sum(1), atol=1e-6)
+      for row in range(4):
+        vals = np.asarray(got[row])[tied[row]]
+        np.testing.assert_allclose(vals, vals.mean(), atol=1e-8)
+
+
 def test_finv_objectives_decrease(classifier, batch):
   images, target = batch
   _, h = jax.jit(functools.partial(inversion.optimize_finv, iterations=30,
