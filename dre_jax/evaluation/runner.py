@@ -279,7 +279,7 @@ def run_plan(p: Plan, *, max_shards: int | None = None,
       settings={m.name: m.settings for m in methods},
       pools=eval_config.pools(e), resamples=e.bootstrap_resamples, seed=e.seed,
       sanity_checks=checks)
-  partial = max_shards is not None and max_shards < sample.num_shards(
+  partial = sample.shard_limit(protocol.shard_size, max_shards) < sample.num_shards(
       protocol.shard_size)
   results = {
       **summary,
