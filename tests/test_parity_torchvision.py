@@ -324,7 +324,7 @@ def test_efficientnet_lite0_matches_torch():
   images = np.random.default_rng(0).uniform(size=(2, 224, 224, 3)).astype(
       np.float32)
   x = np.array(spec.preprocess(images))
-  logits, taps = module.apply(variables, x)
+  logits, taps = jax.jit(module.apply)(variables, x)  # one program, not op by op
   with torch.no_grad():
     ref_logits, ref_head = net(torch.from_numpy(x.transpose(0, 3, 1, 2)))
   np.testing.assert_allclose(np.asarray(taps["head"]),
@@ -333,8 +333,8 @@ def test_efficientnet_lite0_matches_torch():
   # The input gradient (what the gradient explainers read), through the
   # depthwise layers' custom derivative, against torch's autograd in float64.
   target = np.asarray(logits).argmax(-1)
-  grad = jax.grad(lambda x: jnp.sum(jnp.take_along_axis(
-      module.apply(variables, x)[0], jnp.asarray(target)[:, None], axis=1)))(jnp.asarray(x))
+  grad = jax.jit(jax.grad(lambda x: jnp.sum(jnp.take_along_axis(
+      module.apply(variables, x)[0], jnp.asarray(target)[:, None], axis=1))))(jnp.asarray(x))
 
   def torch_grad(dtype):
     model = net.to(dtype)
