@@ -12,7 +12,7 @@ and backward), the area constraint (Eq. 5) and the perturbation.
 This times, per iteration (a `lax.scan` of --iterations, median of --reps
 calls after a warm-up, interleaved in one run so the ratios hold on a noisy
 machine): XPert itself (`optimize_xpert`); the passes alone (forward + input
-gradient of 4 images); XPert with a linear stand-in for the classifier (all
+gradient of 4 x --images images); XPert with a linear stand-in for the classifier (all
 but the passes); `smooth_masks` forward + backward with its custom derivative
 and with reverse-mode autodiff of the soft-max as written (what it replaced);
 the area term forward + backward, by a sort as Eq. 5 is written and by

@@ -413,7 +413,7 @@ def test_xpert_area_error_is_the_sorted_area_term():
     m = jax.random.uniform(jax.random.key(seed), (4, num_pixels)) * scale + shift
     if levels:
       m = jnp.round(m * levels) / levels
-    k = np.array([num_pixels - int(num_pixels * (1 - a)) for a in areas])
+    k = mask_optimisation.area_ones(areas, num_pixels)
     want_kth = -np.sort(-np.asarray(m), axis=1)[np.arange(4), k - 1]
     np.testing.assert_array_equal(mask_optimisation.kth_largest(m, k), want_kth)
     np.testing.assert_allclose(mask_optimisation.area_error(m, areas), by_sort(m),

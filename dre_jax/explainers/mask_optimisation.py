@@ -262,12 +262,15 @@ def _smooth_max_bwd(coldness, residuals, g):
 _smooth_max.defvjp(_smooth_max_fwd, _smooth_max_bwd)
 
 
+def area_ones(areas, num_pixels: int) -> np.ndarray:
+  """The number of ones of each r_a (`area_reference`): |Omega| - int((1 - a) |Omega|): [A]."""
+  return np.array([num_pixels - int(num_pixels * (1 - a)) for a in areas], np.int32)
+
+
 def area_reference(areas, num_pixels: int) -> np.ndarray:
   """Fong et al. Eq. 5's r_a: (1 - a) * |Omega| zeros then ones, for each area: [A, HW]."""
-  ref = np.ones((len(areas), num_pixels), np.float32)
-  for i, a in enumerate(areas):
-    ref[i, :int(num_pixels * (1 - a))] = 0.0
-  return ref
+  ones = area_ones(areas, num_pixels)
+  return (np.arange(num_pixels)[None, :] >= num_pixels - ones[:, None]).astype(np.float32)
 
 
 def _order_keys(x: jnp.ndarray) -> jnp.ndarray:
@@ -305,8 +308,8 @@ def area_error(masks: jnp.ndarray, areas) -> jnp.ndarray:
   """Fong et al. Eq. 5's area term ||vecsort(M_a) - r_a||^2 / |Omega| for masks
   [A, P] (flattened) and their areas a: [A].
 
-  r_a (`area_reference`) is (1 - a) |Omega| zeros then k = |Omega| - (1 - a)
-  |Omega| ones, so with tau the k-th largest value of M_a,
+  r_a (`area_reference`) is (1 - a) |Omega| zeros then k (`area_ones`)
+  ones, so with tau the k-th largest value of M_a,
 
       ||vecsort(M_a) - r_a||^2 = sum M_a^2 - 2 (sum_{M > tau} M + (k - #{M > tau}) tau) + k,
 
@@ -316,7 +319,7 @@ def area_error(masks: jnp.ndarray, areas) -> jnp.ndarray:
   gives them to the later pixels of the tie.
   """
   num_pixels = masks.shape[1]
-  ones = jnp.asarray([num_pixels - int(num_pixels * (1 - a)) for a in areas], jnp.int32)
+  ones = jnp.asarray(area_ones(areas, num_pixels))
   tau = kth_largest(jax.lax.stop_gradient(masks), ones)[:, None]
   above = masks > tau
   at = masks == tau
